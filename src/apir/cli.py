@@ -24,6 +24,14 @@ def _cmd_data_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_corpus(args: argparse.Namespace) -> int:
+    from apir.data.corpus import build_training_corpus
+
+    out = build_training_corpus(args.out, tile=args.tile, force=args.force)
+    print(f"training corpus written to {out}")
+    return 0
+
+
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from apir.data.check import check_dataset, format_report
 
@@ -91,6 +99,83 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from apir.restore.files import restore_paths
+
+    summary = restore_paths(
+        args.inputs,
+        args.output,
+        args.model,
+        tile=args.tile,
+        overlap=args.overlap,
+        device=args.device,
+        batch=args.batch,
+        overwrite=args.overwrite,
+    )
+    print(summary.describe())
+    return 0 if summary.ok else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from apir.restore.export import check_onnx_parity, export_onnx
+    from apir.restore.loading import resolve_model
+
+    model, _ = resolve_model(args.model, "cpu")
+    path = export_onnx(model, args.output, opset=args.opset)
+    diff = check_onnx_parity(model, path)
+    print(f"exported {path} (onnxruntime vs PyTorch max difference {diff:.2e} at two sizes)")
+    if diff > 1e-3:
+        raise ApirError(f"{path}: ONNX output differs from PyTorch by {diff:.2e}; do not use this export")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from apir.evaluate.methods import resolve_method
+    from apir.evaluate.runner import evaluate
+
+    method = resolve_method(args.model, args.method, device=args.device, tile=args.tile, label=args.label)
+    result = evaluate(
+        args.data,
+        args.output,
+        method=method.method,
+        restore_fn=method.restore_fn,
+        degradation=args.degradation,
+        seed=args.seed,
+        categories=args.categories,
+        crop=args.crop,
+        label=method.label,
+        model_info=method.model_info,
+        max_per_category=args.max_per_category,
+    )
+    print(format_overall(result))
+    print(f"results written to {args.output}")
+    return 0
+
+
+def format_overall(result: dict) -> str:
+    """One-line summary of an evaluation: defect PSNR always beside overall PSNR."""
+    o = result["overall"]
+
+    def f(key: str, digits: int = 2) -> str:
+        value = o.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    return (
+        f"{result['label']}: PSNR {f('psnr')} dB (input {f('input_psnr')}), in defect {f('psnr_defect')} "
+        f"(input {f('input_psnr_defect')}), background {f('psnr_background')}, SSIM {f('ssim', 4)}, "
+        f"retention {f('retention', 3)}, contrast ratio {f('contrast_ratio', 3)}, "
+        f"{f('megapixels_per_second', 3)} MP/s on {o['n_images']} images"
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from apir.report.html import write_report
+
+    index = write_report(args.results, args.output, title=args.title, max_examples=args.examples)
+    print(f"report written to {index}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apir",
@@ -109,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", nargs="+", metavar="NAME", help="only these categories")
     p.add_argument("--force", action="store_true", help="replace an existing demo dataset at OUT")
     p.set_defaults(func=_cmd_data_demo)
+
+    p = data_sub.add_parser("corpus", help="build the default model's training corpus (bundled images)")
+    p.add_argument("out", type=Path, help="folder to create")
+    p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+    p.add_argument("--force", action="store_true", help="replace an existing corpus at OUT")
+    p.set_defaults(func=_cmd_data_corpus)
 
     p = data_sub.add_parser("check", help="report counts and every problem in an MVTec-layout dataset")
     p.add_argument("root", type=Path, help="dataset root or a single category folder")
@@ -135,6 +226,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over in an existing RUN_DIR")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("restore", help="restore image files and folders (same names, modes and depths)")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    p.add_argument(
+        "--model",
+        help="checkpoint file, training run directory or shipped model name "
+        "(default: the shipped default model)",
+    )
+    p.add_argument("--tile", type=int, default=512, help="tile side in px, 0 = whole image (default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default 1)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs; allow OUT_DIR inside an input folder (inputs are never written)",
+    )
+    p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
+    p.add_argument("--model", help="checkpoint file, run directory or shipped model name (default: default)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "evaluate", help="degrade the test split, restore, and measure (overall and in defects)"
+    )
+    p.add_argument("--data", type=Path, required=True, help="MVTec-layout dataset root")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS_DIR")
+    p.add_argument("--model", help="checkpoint file, run directory or shipped model name")
+    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
+    p.add_argument("--categories", nargs="+", metavar="NAME")
+    p.add_argument("--max-per-category", type=int, help="evaluate this many images per category")
+    p.add_argument("--crop", type=int, help="centre crop of each image, in px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", help="name shown in reports")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tile", type=int, default=512)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="HTML report comparing evaluation results side by side")
+    p.add_argument("results", type=Path, nargs="+", metavar="RESULTS_DIR")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="REPORT_DIR")
+    p.add_argument("--title")
+    p.add_argument("--examples", type=int, default=6, help="example images to show (default 6)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("models", help="list the available architectures")
     p.set_defaults(func=_cmd_models)

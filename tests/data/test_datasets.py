@@ -62,10 +62,13 @@ def test_synthetic_defects_and_items(samples):
 def test_gray_images_get_gray_defects(samples):
     good, _ = samples
     gray = [s for s in good if s.category == "brick"]
-    ds = TrainPatchDataset(gray, get_degradation("none"), patch_size=32, length=30, defect_prob=1.0, seed=1)
+    ds = TrainPatchDataset(gray, get_degradation("blind"), patch_size=32, length=30, defect_prob=1.0, seed=1)
     for i in range(30):
-        clean = ds[i]["clean"]
-        assert torch.equal(clean[0], clean[1]) and torch.equal(clean[0], clean[2])
+        item = ds[i]
+        for key in ("clean", "degraded"):  # defects and sensor noise on gray data stay gray
+            assert torch.equal(item[key][0], item[key][1]) and torch.equal(item[key][0], item[key][2])
+    colour = EvalImageDataset([s for s in good if s.category == "coffee"][:1], get_degradation("noise25"))
+    assert not torch.equal(colour[0]["degraded"][0], colour[0]["degraded"][1])
 
 
 def test_eval_degradation_is_fixed_per_image(samples):

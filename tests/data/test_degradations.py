@@ -439,3 +439,16 @@ def test_bad_user_yaml_raises(tmp_path, text: str, message: str) -> None:
 def test_missing_user_file_raises() -> None:
     with pytest.raises(ApirError, match="not found"):
         get_degradation("no/such/file.yaml")
+
+
+@pytest.mark.parametrize("radius", [1e-4, 1e-2, 0.02, 0.05])
+def test_tiny_defocus_radius_is_finite(radius):
+    """Sampled radii near 0 once gave an all-zero kernel and NaN images (found training on a GPU)."""
+    k = disk_kernel(radius)
+    assert np.isfinite(k).all() and abs(float(k.sum()) - 1.0) < 1e-6
+    image = np.full((16, 16, 3), 0.5, np.float32)
+    out = DegradationPipeline([{"op": "defocus_blur", "radius": radius}]).apply(
+        image,
+        DegradationPipeline([{"op": "defocus_blur", "radius": radius}]).sample(np.random.default_rng(0)),
+    )
+    assert np.isfinite(out).all()

@@ -108,6 +108,13 @@ def _add_defect(
     return image.astype(np.float32), defect.mask
 
 
+def _degrade(degradation: DegradationPipeline, clean: np.ndarray, params, gray: bool) -> np.ndarray:
+    """Degrade; a gray image in one channel, so its noise stays gray as a monochrome sensor's is."""
+    if not gray:
+        return degradation.apply(clean, params)
+    return np.repeat(degradation.apply(clean[..., :1], params), clean.shape[2], axis=2)
+
+
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
@@ -193,7 +200,7 @@ class TrainPatchDataset(Dataset):
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             clean, mask, original = (_augment(a, k, flip) for a in (clean, mask, original))
-        degraded = self.degradation.apply(clean, self.degradation.sample(rng))
+        degraded = _degrade(self.degradation, clean, self.degradation.sample(rng), loaded.gray)
         return _pack(degraded, clean, original, mask)
 
 
@@ -243,7 +250,7 @@ class EvalImageDataset(Dataset):
             original = clean
             clean, mask = _add_defect(clean, loaded.gray, rng, self.defect_kinds)
         params = fixed_params(self.degradation, sample.key, self.seed)
-        degraded = self.degradation.apply(clean, params)
+        degraded = _degrade(self.degradation, clean, params, loaded.gray)
         item = _pack(degraded, clean, original, mask)
         item["index"] = torch.tensor(index)
         return item

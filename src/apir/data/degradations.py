@@ -117,6 +117,8 @@ def disk_kernel(radius: float, supersample: int = 16) -> np.ndarray:
     inside = (coords[:, None] ** 2 + coords[None, :] ** 2) <= radius**2
     size = 2 * half + 1
     coverage = inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    if coverage.sum() == 0:  # a radius below the sub-pixel grid covers no sample: no visible blur
+        return _identity_kernel()
     return _normalised(coverage)
 
 

@@ -66,9 +66,9 @@ DEMO_SOURCES: dict[str, DemoSource] = {
 class DemoCounts:
     """How many images each category gets; small so the whole build stays well under a minute."""
 
-    train_good: int = 12
-    test_good: int = 4
-    per_defect: int = 3
+    train_good: int = 20
+    test_good: int = 6
+    per_defect: int = 4
 
 
 def _load_source(src: DemoSource) -> np.ndarray:

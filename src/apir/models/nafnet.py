@@ -118,6 +118,7 @@ def _stage(channels: int, n_blocks: int) -> nn.Sequential:
     return nn.Sequential(*[NAFBlock(channels) for _ in range(n_blocks)])
 
 
+@register_model("nafnet_fast", width=32, unshuffle=2)
 @register_model("nafnet_deep", enc_blocks=[1, 1, 2, 4], middle_blocks=2)
 @register_model("nafnet_w32", width=32)
 @register_model("nafnet_w16")
@@ -147,9 +148,11 @@ class NAFNet(RestorationModel):
         dec_blocks: list[int] | tuple[int, ...] = (1, 1, 1, 1),
         attention_pool: str | int = "global",
         pool_factor: float = DEFAULT_POOL_FACTOR,
+        unshuffle: int = 1,
     ) -> None:
         super().__init__()
         check_int("nafnet", "in_channels", in_channels, 1)
+        check_int("nafnet", "unshuffle", unshuffle, 1)
         check_int("nafnet", "width", width, 1)
         enc = check_int_list("nafnet", "enc_blocks", enc_blocks, 0)
         dec = check_int_list("nafnet", "dec_blocks", dec_blocks, 0)
@@ -161,7 +164,7 @@ class NAFNet(RestorationModel):
             )
         attention_pool, pool_factor = check_attention_pool("nafnet", attention_pool, pool_factor)
         self.in_channels = in_channels
-        self.size_multiple = 2 ** len(enc)
+        self.size_multiple = unshuffle * 2 ** len(enc)
         self.config = {
             "in_channels": in_channels,
             "width": width,
@@ -170,9 +173,15 @@ class NAFNet(RestorationModel):
             "dec_blocks": dec,
             "attention_pool": attention_pool,
             "pool_factor": pool_factor,
+            "unshuffle": unshuffle,
         }
 
-        self.intro = nn.Conv2d(in_channels, width, kernel_size=3, padding=1)
+        # FFDNet-style: with unshuffle u > 1 the network runs on u×u pixel-unshuffled sub-images (u² times
+        # fewer positions, u² times more input channels), trading some quality for CPU speed.
+        self.unshuffle = nn.PixelUnshuffle(unshuffle) if unshuffle > 1 else nn.Identity()
+        self.reshuffle = nn.PixelShuffle(unshuffle) if unshuffle > 1 else nn.Identity()
+        sub_channels = in_channels * unshuffle * unshuffle
+        self.intro = nn.Conv2d(sub_channels, width, kernel_size=3, padding=1)
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         chan = width
@@ -188,9 +197,13 @@ class NAFNet(RestorationModel):
             self.ups.append(up)
             chan //= 2
             self.decoders.append(_stage(chan, n))
-        self.ending = nn.Conv2d(width, in_channels, kernel_size=3, padding=1)
+        self.ending = nn.Conv2d(width, sub_channels, kernel_size=3, padding=1)
         if attention_pool != "global":
             self.set_local_pool(attention_pool, pool_factor)
+
+    @property
+    def _unshuffle(self) -> int:
+        return int(self.config["unshuffle"])
 
     def _stages_by_level(self) -> list[tuple[int, nn.Sequential]]:
         """Every stage of blocks with its level (0 = full resolution, len(enc) = the middle)."""
@@ -202,6 +215,8 @@ class NAFNet(RestorationModel):
 
     def set_local_pool(self, train_size: int | None, factor: float | None = None) -> None:
         """Make attention pool over local windows (TLC) sized for ``train_size`` patches, or globally.
+
+        (With ``unshuffle`` u, level 0 already runs at 1/u resolution; windows are sized accordingly.)
 
         At level ``l`` (features downsampled by ``2**l``) the window is ``factor × train_size / 2**l``
         pixels, i.e. the region a ``factor × train_size`` patch covers at full resolution, so every
@@ -215,7 +230,9 @@ class NAFNet(RestorationModel):
         requested = "global" if train_size is None else train_size
         attention_pool, factor = check_attention_pool("nafnet", requested, factor)
         for level, stage in self._stages_by_level():
-            kernel = None if train_size is None else level_kernel(train_size, level, factor)
+            kernel = (
+                None if train_size is None else level_kernel(train_size // self._unshuffle, level, factor)
+            )
             for block in stage:
                 block.sca.pool.kernel = kernel
         self.config["attention_pool"] = attention_pool
@@ -224,7 +241,7 @@ class NAFNet(RestorationModel):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]
         inp = pad_to_multiple(x, self.size_multiple)
-        feat = self.intro(inp)
+        feat = self.intro(self.unshuffle(inp))
         skips = []
         for encoder, down in zip(self.encoders, self.downs, strict=True):
             feat = encoder(feat)
@@ -233,5 +250,5 @@ class NAFNet(RestorationModel):
         feat = self.middle(feat)
         for decoder, up, skip in zip(self.decoders, self.ups, skips[::-1], strict=True):
             feat = decoder(up(feat) + skip)
-        out = self.ending(feat) + inp
+        out = self.reshuffle(self.ending(feat)) + inp
         return crop_to(out, h, w)

@@ -47,7 +47,11 @@ def write_contact_sheet(
         item = ds[r]
         clean, degraded = (item[k].numpy().transpose(1, 2, 0) for k in ("clean", "degraded"))
         mask = item["mask"][0].numpy() > 0.5
-        panels = [(clean, "clean"), (np.clip(degraded, 0, 1), "degraded"), (_overlay(clean, mask), "mask")]
+        panels = [
+            (clean, "clean"),
+            (np.clip(degraded, 0, 1), f"degraded ({degradation.name})"),
+            (_overlay(clean, mask), "defect mask"),
+        ]
         for c, (img, title) in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(img, interpolation="nearest")
@@ -57,7 +61,6 @@ def write_contact_sheet(
                 ax.set_ylabel(samples[r].key.replace("/test/", "\n"), fontsize=7)
             if r == 0:
                 ax.set_title(title, fontsize=9)
-    fig.suptitle(f"degradation: {degradation.name}", fontsize=10)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

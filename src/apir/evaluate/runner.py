@@ -1,0 +1,384 @@
+"""Evaluate a restorer on every test image of a dataset and write a results folder.
+
+Each image is degraded exactly as in every other run (parameters fixed by the seed and the image's
+key, see :func:`apir.data.degradations.fixed_params`), restored by ``restore_fn(degraded, sigma)``,
+timed, and scored with every metric of :data:`apir.evaluate.metrics.METRIC_NAMES`, both for the
+restored image and for the degraded input, so a report can show what restoration gained and what
+it cost inside the defects. The same fixed degradations make results of different methods (a
+learned model, CBM3D, ...) comparable image by image.
+
+Results folder (``docs/evaluation.md`` describes every field; reports read exactly this)::
+
+    out_dir/metrics.json     schema "apir.evaluate/1": settings, overall / per-category means, per-image rows
+    out_dir/metrics.csv      one row per image
+    out_dir/images/<category>/<defect_type>/<stem>/{clean,degraded,restored,mask[,original]}.png
+
+apir never writes into a folder it did not create: ``out_dir`` must be new, empty, or an earlier
+results folder (whose metrics, CSV and images are then replaced; other files are left alone).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import apir
+from apir.data.datasets import EvalImageDataset
+from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
+from apir.data.imageio import write_image, write_mask
+from apir.data.mvtec import Sample, load_dataset
+from apir.errors import ApirError
+from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
+from apir.fsutil import atomic_write_bytes
+
+SCHEMA = "apir.evaluate/1"
+CONVENTIONS = {
+    "ssim": "torchmetrics, Gaussian 11x11 sigma 1.5, RGB channel mean, data_range 1",
+    "range": "[0,1] RGB",
+}
+RESULTS_FILE = "metrics.json"
+CSV_FILE = "metrics.csv"
+IMAGES_DIR = "images"
+# Written first into every results folder, so an interrupted run (no metrics.json yet) is still
+# recognised as apir's own and may be overwritten by the next run.
+MARKER_FILE = ".apir-evaluate"
+
+#: Keys every metrics.json has at the top level (load_results checks them).
+REQUIRED_KEYS = (
+    "schema",
+    "label",
+    "method",
+    "model",
+    "dataset",
+    "split",
+    "degradation",
+    "seed",
+    "conventions",
+    "metric_names",
+    "overall",
+    "categories",
+    "images",
+    "apir_version",
+    "created",
+)
+
+RestoreFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+# ------------------------------------------------------------------------------------------ output dir
+
+
+def _is_results_dir(path: Path) -> bool:
+    if (path / MARKER_FILE).is_file():
+        return True
+    try:
+        data = json.loads((path / RESULTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and str(data.get("schema", "")).startswith("apir.evaluate/")
+
+
+def _prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` or clear an earlier run's files from it; refuse any other non-empty folder."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ApirError(f"{out}: exists and is not a folder; choose another output folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_results_dir(out):
+            raise ApirError(
+                f"{out}: folder is not empty and holds no apir evaluation results; "
+                "choose another output folder"
+            )
+        # Remove the previous metrics first: a results folder must never pair old metrics with new images.
+        for name in (RESULTS_FILE, CSV_FILE):
+            (out / name).unlink(missing_ok=True)
+        if (out / IMAGES_DIR).is_dir():
+            shutil.rmtree(out / IMAGES_DIR)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / MARKER_FILE, f"{SCHEMA}\n".encode())
+    except OSError as err:
+        raise ApirError(f"{out}: cannot write results ({err.strerror or err})") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _hwc(t) -> np.ndarray:
+    return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
+
+
+def _check_output(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
+    """The restored image as float32 in [0, 1]; a wrong shape or NaN output is the caller's bug."""
+    arr = np.asarray(out)
+    if arr.shape != shape:
+        raise ApirError(f"{key}: restore_fn returned an array of shape {arr.shape}, expected {shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ApirError(f"{key}: restore_fn returned NaN or infinite values")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _nan_to_none(value: Any) -> Any:
+    """JSON has no NaN: undefined metrics become null (``allow_nan=False`` then catches any leftover)."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """NaN-aware means of every metric (restored and input), counts and throughput."""
+    out: dict[str, Any] = {}
+    for prefix in ("", "input_"):
+        for name in METRIC_NAMES:
+            out[prefix + name] = _mean([r[prefix + name] for r in rows])
+    seconds = float(sum(r["seconds"] for r in rows))
+    megapixels = sum(r["height"] * r["width"] for r in rows) / 1e6
+    out["n_images"] = len(rows)
+    out["n_defective"] = sum(1 for r in rows if r["defect_pixels"] > 0)
+    out["seconds"] = seconds
+    out["megapixels_per_second"] = megapixels / seconds if seconds > 0 else math.nan
+    return out
+
+
+def _save_images(out: Path, image_dir: str, images: dict[str, np.ndarray | None], mask: np.ndarray) -> None:
+    folder = out / image_dir
+    for name, arr in images.items():
+        if arr is not None:
+            write_image(folder / f"{name}.png", arr)  # float RGB → 8-bit RGB PNG
+    write_mask(folder / "mask.png", mask)
+
+
+def _round_robin(samples: Sequence[Sample]) -> list[Sample]:
+    """Samples interleaved over their defect types (first of each type, then second, ...)."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.defect_type, []).append(s)
+    ordered = [groups[t] for t in sorted(groups)]
+    return [g[i] for i in range(max(map(len, ordered), default=0)) for g in ordered if i < len(g)]
+
+
+def _images_to_save(samples: Sequence[Sample], n_defective: int) -> set[str]:
+    """Keys whose images are kept: ``n_defective`` defective ones taken round-robin over defect types
+    (so a report shows every kind of defect, not four cracks), plus the first good image."""
+    if n_defective <= 0:
+        return set()
+    good = [s.key for s in samples if s.is_good][:1]
+    defective = _round_robin([s for s in samples if not s.is_good])[:n_defective]
+    return {*good, *(s.key for s in defective)}
+
+
+CSV_FIELDS = (
+    ["key", "category", "defect_type", "height", "width", "noise_sigma", "seconds", "defect_pixels"]
+    + ["has_original"]
+    + list(METRIC_NAMES)
+    + [f"input_{m}" for m in METRIC_NAMES]
+    + ["image_dir"]
+)
+
+
+def _csv_bytes(rows: Sequence[dict[str, Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        cells = {}
+        for k in CSV_FIELDS:
+            v = row.get(k)
+            cells[k] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        writer.writerow(cells)
+    return buf.getvalue().encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def evaluate(
+    root: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str,
+    restore_fn: RestoreFn,
+    degradation: str | Path | DegradationPipeline = "blind",
+    seed: int = 0,
+    categories: Sequence[str] | None = None,
+    split: str = "test",
+    crop: int | None = None,
+    save_images: int = 4,
+    label: str | None = None,
+    show_progress: bool = True,
+    model_info: Mapping[str, Any] | None = None,
+    ring: int = DEFAULT_RING,
+    max_per_category: int | None = None,
+) -> dict[str, Any]:
+    """Restore and score every ``split`` image (good and defective) of ``root``; write ``out_dir``.
+
+    ``restore_fn(degraded, sigma)`` gets a float32 H×W×3 image in [0, 1] and the true effective noise
+    σ (0–255 scale) of its degradation, and returns the restored image of the same shape. ``method``
+    names what restored ("model", or a baseline name), ``label`` how reports display it (default:
+    ``method``), ``model_info`` the model's config/checkpoint (recorded as is). ``crop`` takes a
+    centred square crop of each image (quicker runs on large images). ``save_images`` PNG sets are
+    kept per category for defective images, round-robin over defect types (plus the first good image);
+    0 keeps none. ``ring`` is the width of the surroundings that contrast_ratio compares a defect with.
+    ``max_per_category`` keeps that many images per category, taken round-robin over the defect types
+    and ``good`` (for slow methods such as CBM3D); the subset depends only on the file names.
+
+    Returns the dict written to ``metrics.json`` (NaN as None).
+    """
+    if split not in ("test", "train"):
+        raise ApirError(f"split must be 'test' or 'train', got {split!r}")
+    if not isinstance(method, str) or not method:
+        raise ApirError("method must be a non-empty name, e.g. 'model' or 'cbm3d'")
+    if save_images < 0:
+        raise ApirError(f"save_images must be >= 0, got {save_images}")
+    if crop is not None and crop < 1:
+        raise ApirError(f"crop must be a positive size in px, got {crop}")
+    if ring < 1:
+        raise ApirError(f"ring must be at least 1 px, got {ring}")
+    # Made JSON-safe now (paths → str), not after hours of restoring.
+    model = (
+        json.loads(json.dumps(_nan_to_none(dict(model_info)), default=str))
+        if model_info is not None
+        else None
+    )
+    pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
+    cats = load_dataset(root, categories)
+    plan: list[tuple[str, list[Sample]]] = [
+        (c.name, list(c.test if split == "test" else c.train)) for c in cats
+    ]
+    if max_per_category is not None:
+        if max_per_category < 1:
+            raise ApirError(f"max_per_category must be >= 1, got {max_per_category}")
+        plan = [(name, _round_robin(samples)[:max_per_category]) for name, samples in plan]
+    plan = [(name, samples) for name, samples in plan if samples]
+    total = sum(len(s) for _, s in plan)
+    if total == 0:
+        raise ApirError(f"{root}: no {split} images to evaluate")
+    out = _prepare_out_dir(out_dir)
+    label = label or method
+
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=total, desc=f"evaluate {label}", unit="img", disable=not show_progress) as bar:
+        for cat_name, samples in plan:
+            dataset = EvalImageDataset(samples, pipeline, seed=seed, crop=crop)
+            to_save = _images_to_save(samples, save_images)
+            for index, sample in enumerate(samples):
+                bar.set_postfix_str(cat_name, refresh=False)
+                item = dataset[index]
+                degraded, clean, original = (_hwc(item[k]) for k in ("degraded", "clean", "original"))
+                mask = item["mask"][0].numpy() > 0.5
+                has_original = sample.original is not None
+                # The same params EvalImageDataset applied (they depend only on seed and key).
+                params = fixed_params(pipeline, sample.key, seed)
+                sigma = float(params.noise_sigma)
+
+                start = time.perf_counter()
+                result = restore_fn(degraded.copy(), sigma)
+                seconds = time.perf_counter() - start
+                restored = _check_output(result, degraded.shape, sample.key)
+
+                ref = original if has_original else None
+                scores = image_metrics(restored, clean, mask, ref, ring)
+                input_scores = image_metrics(degraded, clean, mask, ref, ring)
+
+                image_dir = None
+                if sample.key in to_save:
+                    image_dir = f"{IMAGES_DIR}/{cat_name}/{sample.defect_type}/{sample.image.stem}"
+                    images = {"clean": clean, "degraded": degraded, "restored": restored}
+                    images["original"] = original if has_original else None
+                    _save_images(out, image_dir, images, mask)
+
+                h, w = clean.shape[:2]
+                rows.append(
+                    {
+                        "key": sample.key,
+                        "category": cat_name,
+                        "defect_type": sample.defect_type,
+                        "height": int(h),
+                        "width": int(w),
+                        **scores,
+                        **{f"input_{k}": v for k, v in input_scores.items()},
+                        "seconds": seconds,
+                        "noise_sigma": sigma,
+                        "image_dir": image_dir,
+                        "defect_pixels": int(mask.sum()),
+                        "has_original": has_original,
+                        "degradation_params": params.to_dict(),
+                    }
+                )
+                bar.update(1)
+
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "label": label,
+        "method": method,
+        "model": model,
+        "dataset": str(Path(root).resolve()),
+        "split": split,
+        "degradation": pipeline.name,
+        "degradation_description": pipeline.description,
+        "seed": int(seed),
+        "crop": crop,
+        "ring": int(ring),
+        "conventions": dict(CONVENTIONS),
+        "metric_names": list(METRIC_NAMES),
+        "overall": _summary(rows),
+        "categories": {name: _summary([r for r in rows if r["category"] == name]) for name, _ in plan},
+        "images": rows,
+        "apir_version": apir.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    results = _nan_to_none(results)
+    try:
+        atomic_write_bytes(out / CSV_FILE, _csv_bytes(rows))
+        # metrics.json last: its presence means the folder is complete.
+        text = json.dumps(results, indent=1, allow_nan=False, ensure_ascii=False)
+        atomic_write_bytes(out / RESULTS_FILE, text.encode("utf-8"))
+    except OSError as err:
+        raise ApirError(f"{out}: cannot write results ({err.strerror or err})") from None
+    return results
+
+
+def load_results(out_dir: str | Path) -> dict[str, Any]:
+    """Read a results folder's ``metrics.json`` (or that file itself); undefined metrics are None."""
+    path = Path(out_dir)
+    file = path / RESULTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ApirError(
+            f"{path}: no {RESULTS_FILE} (not an apir evaluation results folder, or its run did not finish)"
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise ApirError(f"{file}: cannot read evaluation results ({reason})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ApirError(f"{file}: not apir evaluation results (schema {got!r}, expected {SCHEMA!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ApirError(f"{file}: incomplete evaluation results (missing {', '.join(missing)})")
+    return data
