@@ -171,7 +171,11 @@ def format_overall(result: dict) -> str:
 def _cmd_report(args: argparse.Namespace) -> int:
     from apir.report.html import write_report
 
+    from apir.evaluate.runner import load_results
+
     index = write_report(args.results, args.output, title=args.title, max_examples=args.examples)
+    for results_dir in args.results:
+        print(format_overall(load_results(results_dir)))
     print(f"report written to {index}")
     return 0
 
