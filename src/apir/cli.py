@@ -169,9 +169,8 @@ def format_overall(result: dict) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from apir.report.html import write_report
-
     from apir.evaluate.runner import load_results
+    from apir.report.html import write_report
 
     index = write_report(args.results, args.output, title=args.title, max_examples=args.examples)
     for results_dir in args.results:

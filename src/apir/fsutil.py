@@ -93,19 +93,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     The parent directory must exist. On any failure (including KeyboardInterrupt) the temporary file
     is removed, the exception propagates and an existing ``path`` is unchanged.
     """
-    target = Path(path)
-    fd, tmp = _create_temp(target)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _keep_mode(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_dir(target.parent)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 @contextmanager

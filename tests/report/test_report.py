@@ -121,10 +121,10 @@ def test_missing_or_invalid_results_dir_is_one_line_error(tmp_path, results_dirs
     with pytest.raises(ApirError, match="no metrics.json"):
         write_report([results_dirs[0], bad], tmp_path / "out")
     (bad / "metrics.json").write_text("{not json")
-    with pytest.raises(ApirError, match="cannot read results"):
+    with pytest.raises(ApirError, match="cannot read evaluation results"):
         write_report([bad], tmp_path / "out")
     (bad / "metrics.json").write_text(json.dumps({"schema": "other/2"}))
-    with pytest.raises(ApirError, match="unsupported results schema"):
+    with pytest.raises(ApirError, match="not apir evaluation results"):
         write_report([bad], tmp_path / "out")
     with pytest.raises(ApirError, match="no results folders"):
         write_report([], tmp_path / "out")

@@ -38,6 +38,8 @@ import numpy as np
 from apir import __version__
 from apir.data.imageio import read_image, read_mask
 from apir.errors import ApirError
+from apir.evaluate.runner import SCHEMA as EVALUATION_SCHEMA
+from apir.evaluate.runner import load_results as read_evaluation
 from apir.fsutil import atomic_write_bytes, is_relative_to
 from apir.report.figures import (
     INPUT_COLOR,
@@ -54,7 +56,7 @@ from apir.report.figures import (
 __all__ = ["SCHEMA", "ResultSet", "load_results", "write_report"]
 
 #: The ``schema`` of the ``metrics.json`` files this report reads.
-SCHEMA = "apir.evaluate/1"
+SCHEMA = EVALUATION_SCHEMA  # written by apir.evaluate.runner
 METRICS = ("psnr", "ssim", "psnr_defect", "psnr_background", "retention", "contrast_ratio")
 #: Marks an index.html as ours: only such a folder may be replaced by a new report.
 GENERATOR = "apir report"
@@ -90,32 +92,21 @@ def _num(value: Any) -> float | None:
 
 
 def load_results(path: str | os.PathLike[str]) -> ResultSet:
-    """Read and check one results folder; anything wrong is a one-line ApirError naming the folder."""
+    """Read one results folder (validated by the evaluator's own reader) and check what the page needs."""
     p = Path(path)
     if not p.is_dir():
         raise ApirError(f"{p}: results folder not found")
+    data = read_evaluation(p)
     mj = p / "metrics.json"
-    if not mj.is_file():
-        raise ApirError(f"{p}: not an apir results folder (no metrics.json; write one with apir evaluate)")
-    try:
-        raw = mj.read_bytes()
-        data = json.loads(raw)
-    except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ApirError(f"{mj}: cannot read results ({reason})") from None
-    if not isinstance(data, dict):
-        raise ApirError(f"{mj}: not an apir results file (expected a JSON object)")
-    if data.get("schema") != SCHEMA:
-        raise ApirError(f"{mj}: unsupported results schema {data.get('schema')!r} (expected {SCHEMA!r})")
-    images = data.get("images")
-    if not isinstance(data.get("overall"), dict) or not isinstance(images, list):
+    images = data["images"]
+    if not isinstance(data["overall"], dict) or not isinstance(images, list):
         raise ApirError(f"{mj}: invalid results file ('overall' and 'images' are required)")
     for i, img in enumerate(images):
         if not isinstance(img, dict) or not isinstance(img.get("key"), str):
             raise ApirError(f"{mj}: invalid results file (images[{i}] has no 'key')")
     if not isinstance(data.get("categories"), dict):
         data["categories"] = {}
-    return ResultSet(path=p, data=data, raw=raw)
+    return ResultSet(path=p, data=data, raw=mj.read_bytes())
 
 
 # ---------------------------------------------------------------------------------- statistics

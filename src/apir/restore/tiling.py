@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from apir.device import select_device
 from apir.errors import ApirError
 
 if TYPE_CHECKING:
@@ -65,19 +66,6 @@ __all__ = [
 #: Blending weight of the outer quarter of a tile's overlap band: tiny, but never zero, so the
 #: weight sum is positive everywhere even if a caller builds an unusual tile layout.
 EDGE_WEIGHT = 1e-4
-
-
-def select_device(choice: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; ``"cuda"`` without CUDA is a one-line ApirError."""
-    if isinstance(choice, torch.device):
-        return choice
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice not in ("cpu", "cuda") and not str(choice).startswith("cuda:"):
-        raise ApirError(f"unknown device {choice!r}; use auto, cpu or cuda")
-    if str(choice).startswith("cuda") and not torch.cuda.is_available():
-        raise ApirError("device cuda requested but CUDA is not available (use --device cpu)")
-    return torch.device(choice)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from apir.data.datasets import EvalImageDataset, TrainPatchDataset
 from apir.data.degradations import get_degradation
 from apir.data.mvtec import Sample, load_dataset, split_train_val
+from apir.device import select_device
 from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
 from apir.losses import AnomalyWeightedLoss
@@ -58,14 +59,6 @@ class TrainResult:
     last_metrics: dict[str, float]
     model: nn.Module
     stopped_early: bool
-
-
-def select_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ApirError("device cuda requested but CUDA is not available (use --device cpu)")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
 
 
 def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
