@@ -18,15 +18,6 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a busy 2-core machine OpenMP waits make them slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(name: str, **kwargs) -> nn.Module:
     """A small model with random weights; NAFNet's zero-initialised branch scales drawn at random so
     LayerNorm2d and the channel attention are part of what is compared."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from restore_models import identity_model
 from torch import nn
 
 from apir.data.imageio import read_info, read_raw, write_image
@@ -19,30 +20,6 @@ from apir.models.checkpoint import save_checkpoint
 from apir.restore import loading
 from apir.restore.files import plan_outputs, restore_paths
 from apir.restore.loading import resolve_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a busy 2-core machine OpenMP waits make them slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def identity_model() -> nn.Module:
-    """A tiny NAFNet whose output is exactly its input.
-
-    A *fresh* NAFNet is not identity-like: its blocks are (zero-initialised branch scales), but the
-    intro, down, up and ending convolutions are random and its outputs are off by up to ~0.5 (checked
-    below). Zeroing the ending convolution leaves only the global residual: output = input.
-    """
-    torch.manual_seed(0)
-    model = create_model("nafnet", width=8)
-    with torch.no_grad():
-        model.ending.weight.zero_()
-        model.ending.bias.zero_()
-    return model.eval()
 
 
 def random_model() -> nn.Module:

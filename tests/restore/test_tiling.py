@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from restore_models import identity_model
 from torch import nn
 
 import apir
@@ -18,16 +19,6 @@ from apir.restore.tiling import (
     restore_tensor,
     tile_size,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core CI machine OpenMP's waiting makes
-    them up to 100× slower; restore the setting for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_kwargs(name: str) -> dict:
@@ -52,16 +43,6 @@ def random_model(name: str, seed: int = 1) -> nn.Module:
         for key, p in model.named_parameters():
             if key.endswith(("beta", "gamma")):
                 p.normal_(0, 0.1)
-    return model.eval()
-
-
-def identity_model() -> nn.Module:
-    """A tiny NAFNet whose output is exactly its input (a fresh one is not: see test_files.py)."""
-    torch.manual_seed(0)
-    model = create_model("nafnet", width=8)
-    with torch.no_grad():
-        model.ending.weight.zero_()
-        model.ending.bias.zero_()
     return model.eval()
 
 
