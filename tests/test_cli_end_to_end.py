@@ -81,3 +81,36 @@ def test_restore_without_model_uses_the_shipped_default(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
     restored = read_image(tmp_path / "out" / "x.png").rgb
     assert restored.std() < noisy.std() / 2  # a flat grey image: the noise is (mostly) gone
+
+
+def test_detector_check_and_restored_dataset(tiny_demo, tmp_path, capsys):
+    from apir.data.check import check_dataset
+
+    res = tmp_path / "res"
+    argv = [
+        "evaluate",
+        "--data",
+        str(tiny_demo),
+        "-o",
+        str(res),
+        "--method",
+        "tv",
+        "--degradation",
+        "noise25",
+        "--detector",
+    ]
+    assert main(argv) == 0
+    assert "detector pixel AUROC: clean" in capsys.readouterr().out
+    detection = json.loads((res / "metrics.json").read_text())["detection"]
+    assert set(detection["categories"]) == {"brick", "coffee"}
+    assert detection["overall"]["restored"]["pixel_auroc"] is not None
+
+    out = tmp_path / "restored_ds"
+    assert (
+        main(
+            ["restore-dataset", str(tiny_demo), "-o", str(out), "--method", "tv", "--degradation", "noise25"]
+        )
+        == 0
+    )
+    assert [r.problems for r in check_dataset(out, show_progress=False)] == [[], []]
+    assert main(["restore-dataset", str(tiny_demo), "-o", str(tiny_demo / "x"), "--degrade-only"]) == 2

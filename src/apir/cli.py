@@ -146,8 +146,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         label=method.label,
         model_info=method.model_info,
         max_per_category=args.max_per_category,
+        detector=args.detector,
     )
     print(format_overall(result))
+    if "detection" in result:
+        print(format_detection(result["detection"]))
     print(f"results written to {args.output}")
     return 0
 
@@ -166,6 +169,39 @@ def format_overall(result: dict) -> str:
         f"retention {f('retention', 3)}, contrast ratio {f('contrast_ratio', 3)}, "
         f"{f('megapixels_per_second', 3)} MP/s on {o['n_images']} images"
     )
+
+
+def format_detection(detection: dict) -> str:
+    """One line: the reference detector's pixel AUROC on clean, degraded and restored images."""
+    o = detection["overall"]
+
+    def f(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    aurocs = ", ".join(
+        f"{v} {f((o.get(v) or {}).get('pixel_auroc'))}" for v in ("clean", "degraded", "restored")
+    )
+    return f"detector pixel AUROC: {aurocs} (preservation {f(o.get('auroc_preservation'))})"
+
+
+def _cmd_restore_dataset(args: argparse.Namespace) -> int:
+    from apir.evaluate.methods import resolve_method
+    from apir.restore.dataset import restore_dataset
+
+    method = None if args.degrade_only else resolve_method(args.model, args.method, device=args.device)
+    out = restore_dataset(
+        args.root,
+        args.output,
+        restore_fn=method.restore_fn if method else None,
+        degradation=args.degradation,
+        seed=args.seed,
+        categories=args.categories,
+        overwrite=args.overwrite,
+        label=method.label if method else None,
+        originals=not args.no_originals,
+    )
+    print(f"{'degraded' if method is None else 'restored'} dataset written to {out}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -270,7 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="name shown in reports")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--tile", type=int, default=512)
+    p.add_argument(
+        "--detector",
+        action="store_true",
+        help="also run the reference anomaly detector on clean, degraded and restored images",
+    )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("restore-dataset", help="an MVTec-layout copy with degraded-then-restored images")
+    p.add_argument("root", type=Path, help="MVTec-layout dataset root")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_ROOT")
+    p.add_argument("--model", help="checkpoint file, run directory or shipped model name (default: default)")
+    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--degrade-only", action="store_true", help="write the degraded images, unrestored")
+    p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
+    p.add_argument("--categories", nargs="+", metavar="NAME")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-originals", action="store_true", help="do not copy apir's original/ folders")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier restore-dataset output")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=_cmd_restore_dataset)
 
     p = sub.add_parser("report", help="HTML report comparing evaluation results side by side")
     p.add_argument("results", type=Path, nargs="+", metavar="RESULTS_DIR")

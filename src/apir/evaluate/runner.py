@@ -233,6 +233,8 @@ def evaluate(
     model_info: Mapping[str, Any] | None = None,
     ring: int = DEFAULT_RING,
     max_per_category: int | None = None,
+    detector: bool = False,
+    detector_maps: int = 2,
 ) -> dict[str, Any]:
     """Restore and score every ``split`` image (good and defective) of ``root``; write ``out_dir``.
 
@@ -245,6 +247,10 @@ def evaluate(
     0 keeps none. ``ring`` is the width of the surroundings that contrast_ratio compares a defect with.
     ``max_per_category`` keeps that many images per category, taken round-robin over the defect types
     and ``good`` (for slow methods such as CBM3D); the subset depends only on the file names.
+
+    ``detector`` adds the downstream anomaly-detection check (:func:`apir.evaluate.detection.detection_check`:
+    a reference detector fitted on clean ``train/good`` scores the clean, degraded and restored test
+    images) under the key ``detection``, with ``detector_maps`` detection-map figures per category.
 
     Returns the dict written to ``metrics.json`` (NaN as None).
     """
@@ -351,6 +357,21 @@ def evaluate(
         "apir_version": apir.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if detector:
+        from apir.evaluate.detection import detection_check
+
+        results["detection"] = detection_check(
+            root,
+            restore_fn=restore_fn,
+            degradation=pipeline,
+            seed=seed,
+            categories=categories,
+            max_per_category=max_per_category,
+            save_maps=detector_maps,
+            out_dir=out,
+            crop=crop,
+            show_progress=show_progress,
+        )
     results = _nan_to_none(results)
     try:
         atomic_write_bytes(out / CSV_FILE, _csv_bytes(rows))

@@ -1,0 +1,485 @@
+"""The downstream detection check: does an anomaly detector still find the defects after restoration?
+
+PSNR inside a defect says how much of it survived; what an inspection line cares about is whether
+the *detector* still flags it. This check measures exactly that, per category:
+
+1. fit a detector (:class:`~apir.evaluate.detector.ReferenceDetector` unless another factory is
+   given) on the category's **clean** ``train/good`` images, as a real line would be fitted on
+   images from a good camera;
+2. score every test image three ways with that one fitted detector: the **clean** image, its
+   **degraded** version (blur/noise parameters fixed per image by ``(seed, key)``, exactly the bytes
+   ``apir evaluate`` uses, via :class:`~apir.data.datasets.EvalImageDataset`), and the **restored**
+   one (``restore_fn(degraded, sigma)``);
+3. compare detection quality between the three.
+
+Metrics (``docs/anomaly-detection.md`` gives the formulas):
+
+* ``pixel_auroc``: ROC AUC of the score maps against the ground-truth masks over *all* pixels of
+  *all* test images of the category pooled (good images contribute only normal pixels), computed by
+  scikit-learn's ``roc_auc_score`` on float64 scores. Maps are never normalised per image (that
+  would make pooled scores incomparable). Images larger than ``metric_size`` are compared at that
+  size (area-averaged maps, masks set where at least half of a cell is defect), as anomalib does at
+  its 256-px input size; the demo's 256-px images are compared at full resolution.
+* ``image_auroc``: ROC AUC of the image scores, defective images positive.
+* Frozen thresholds: on the **clean** images the pixel threshold τ is set where 95 % of the defect
+  pixels score ≥ τ, and the image threshold where 95 % of the defective images do. They are then
+  frozen: noise raises fine-scale energy everywhere and blur lowers it, so a threshold re-fitted on
+  degraded data would hide exactly the shift a deployed detector suffers. At the frozen thresholds:
+  ``false_alarm_rate`` = share of the pixels of *good* test images with score ≥ τ, ``recall`` =
+  share of defect pixels with score ≥ τ; ``image_false_alarm_rate`` / ``image_recall`` the same for
+  whole images.
+* ``auroc_preservation`` = restored pixel AUROC / clean pixel AUROC (1 = restoration lost nothing
+  the detector needs); ``auroc_preservation_degraded`` is the same ratio for the unrestored input,
+  the baseline a restorer should beat; ``image_auroc_preservation`` the image-level ratio.
+
+``overall`` is the plain mean over categories (undefined values skipped). Undefined metrics (no
+defective or no good image in a category) are ``None`` in the returned dict, which is JSON-ready.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from apir.data.datasets import EvalImageDataset, load_sample
+from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
+from apir.data.imageio import write_image
+from apir.data.mvtec import Sample, load_dataset
+from apir.errors import ApirError
+from apir.evaluate.detector import ReferenceDetector
+from apir.fsutil import atomic_write_bytes
+
+__all__ = ["SCHEMA", "VARIANTS", "Detector", "detection_check", "frozen_threshold"]
+
+SCHEMA = "apir.detection/1"
+VARIANTS = ("clean", "degraded", "restored")
+#: Recall at which the thresholds are fixed on clean images.
+TARGET_RECALL = 0.95
+MAPS_DIR = "detection"
+_MARKER = ".apir-detection"
+
+RestoreFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+class Detector(Protocol):
+    """What the check needs from a detector (``ReferenceDetector`` has it; anything else may too)."""
+
+    def fit(self, images: list[np.ndarray]) -> Any: ...
+    def score_map(self, image: np.ndarray) -> np.ndarray: ...
+    def image_score(self, score_map: np.ndarray) -> float: ...
+
+
+CONVENTIONS = {
+    "pixel_auroc": (
+        "sklearn roc_auc_score on float64 scores; all pixels of all test images of a category pooled; "
+        "no per-image normalisation"
+    ),
+    "image_auroc": "sklearn roc_auc_score of image scores, defective images positive",
+    "thresholds": (
+        f"fixed on clean images at {TARGET_RECALL:.0%} recall (pixel: defect pixels; image: defective "
+        "images), then frozen for degraded and restored"
+    ),
+    "false_alarm_rate": "share of pixels of good test images scoring >= the frozen pixel threshold",
+    "image_false_alarm_rate": "share of good test images scoring >= the frozen image threshold",
+    "auroc_preservation": "restored pixel_auroc / clean pixel_auroc",
+    "overall": "mean over categories (undefined values skipped)",
+}
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, NaN when only one class is present (undefined, not 0.5)."""
+    labels = np.asarray(labels, dtype=bool)
+    if labels.size == 0 or labels.all() or not labels.any():
+        return math.nan
+    try:
+        from sklearn.metrics import roc_auc_score
+    except ImportError:  # pragma: no cover - scikit-learn is in the dev and "detect" extras
+        raise ApirError("the detection check needs scikit-learn: pip install 'apir[detect]'") from None
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
+
+
+def frozen_threshold(positive_scores: np.ndarray, recall: float = TARGET_RECALL) -> float:
+    """The largest τ with ``mean(scores >= τ) >= recall`` (NaN without positives).
+
+    It is a score of a positive itself (the ⌊(1 − recall)·n⌋-th smallest), so ties never push recall
+    below the target.
+    """
+    s = np.sort(np.asarray(positive_scores, dtype=np.float64).ravel())
+    if s.size == 0:
+        return math.nan
+    k = int(math.floor((1.0 - recall) * s.size + 1e-9))
+    return float(s[min(k, s.size - 1)])
+
+
+def _share_at_least(scores: np.ndarray, threshold: float) -> float:
+    scores = np.asarray(scores)
+    if scores.size == 0 or math.isnan(threshold):
+        return math.nan
+    return float(np.mean(scores >= threshold))
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _round_robin(samples: Sequence[Sample]) -> list[Sample]:
+    """Samples interleaved over defect types (and ``good``), as ``apir evaluate`` subsets them."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.defect_type, []).append(s)
+    ordered = [groups[t] for t in sorted(groups)]
+    return [g[i] for i in range(max(map(len, ordered), default=0)) for g in ordered if i < len(g)]
+
+
+def _hwc(t) -> np.ndarray:
+    return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
+
+
+def _check_output(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
+    arr = np.asarray(out)
+    if arr.shape != shape:
+        raise ApirError(f"{key}: restore_fn returned an array of shape {arr.shape}, expected {shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ApirError(f"{key}: restore_fn returned NaN or infinite values")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _metric_size(shape: tuple[int, int], metric_size: int | None) -> tuple[int, int]:
+    h, w = shape
+    if metric_size is None or max(h, w) <= metric_size:
+        return h, w
+    f = metric_size / max(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def _shrink(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if arr.shape[:2] == size:
+        return arr
+    return cv2.resize(arr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+#: Per-category values that are summed, not averaged, in ``overall``; thresholds are left out there
+#: (scores of different categories' detectors are not comparable).
+_SUMMED = ("n_train", "n_good", "n_defective", "fit_seconds", "score_seconds", "restore_seconds")
+_NOT_OVERALL = ("pixel_threshold", "image_threshold", "maps", "images")
+
+
+def _mean_tree(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """NaN-aware mean of every numeric leaf shared by ``items`` (nested dicts are followed)."""
+    out: dict[str, Any] = {}
+    for key, first in items[0].items():
+        if key in _NOT_OVERALL:
+            continue
+        if isinstance(first, Mapping):
+            subs = [it[key] for it in items if isinstance(it.get(key), Mapping)]
+            out[key] = _mean_tree(subs)
+        elif isinstance(first, int | float) and not isinstance(first, bool):
+            vals = [float(it[key]) for it in items if isinstance(it.get(key), int | float)]
+            finite = [v for v in vals if math.isfinite(v)]
+            if key in _SUMMED:
+                out[key] = type(first)(sum(finite))
+            else:
+                out[key] = float(np.mean(finite)) if finite else math.nan
+    return out
+
+
+# ------------------------------------------------------------------------------------------- figures
+
+
+def _colour(score: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Inferno colours on a log scale from ``lo`` to ``hi``: degraded maps often score 10× higher than
+    clean ones, and a linear scale would paint the clean map black."""
+    floor = max(lo, 1e-6)
+    top = max(hi, floor * (1 + 1e-6))
+    t = (np.log(np.maximum(score, floor)) - np.log(floor)) / (np.log(top) - np.log(floor))
+    u8 = np.clip(t * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
+
+
+def _figure(images: dict[str, np.ndarray], maps: dict[str, np.ndarray], mask: np.ndarray, tau: float):
+    """2×4 panels. Top: clean, degraded, restored, mask. Bottom: their score maps on one (log) colour
+    scale (mask outline green, frozen-threshold contour white), and the restored detections at τ (red)."""
+    lo = float(min(m.min() for m in maps.values()))
+    hi = float(max(m.max() for m in maps.values()))
+    edge = _outline(mask)
+    top = [np.clip(images[v], 0, 1) for v in VARIANTS]
+    top.append(np.repeat(mask[..., None].astype(np.float32), 3, axis=2))
+    bottom = []
+    for v in VARIANTS:
+        panel = _colour(maps[v], lo, hi).astype(np.float32) / 255.0
+        if math.isfinite(tau):
+            panel[_outline(maps[v] >= tau)] = 1.0
+        panel[edge] = (0.0, 1.0, 0.0)
+        bottom.append(panel)
+    found = np.repeat((np.clip(images["restored"], 0, 1).mean(axis=2, keepdims=True) * 0.5), 3, axis=2)
+    if math.isfinite(tau):
+        found[maps["restored"] >= tau] = (1.0, 0.0, 0.0)
+    found[edge] = (0.0, 1.0, 0.0)
+    bottom.append(found)
+    gap = 2
+
+    def row(panels: list[np.ndarray]) -> np.ndarray:
+        h = panels[0].shape[0]
+        sep = np.full((h, gap, 3), 0.5, np.float32)
+        parts: list[np.ndarray] = []
+        for p in panels:
+            parts += [p.astype(np.float32), sep]
+        return np.concatenate(parts[:-1], axis=1)
+
+    a, b = row(top), row(bottom)
+    return np.concatenate([a, np.full((gap, a.shape[1], 3), 0.5, np.float32), b], axis=0), lo, hi
+
+
+def _prepare_maps_dir(out_dir: Path) -> Path:
+    """``out_dir/detection``: created, or emptied if an earlier check made it; anything else refused."""
+    folder = out_dir / MAPS_DIR
+    if folder.exists():
+        if not (folder / _MARKER).is_file():
+            if folder.is_dir() and not any(folder.iterdir()):
+                pass
+            else:
+                raise ApirError(f"{folder}: exists and was not written by the detection check; remove it")
+        else:
+            shutil.rmtree(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / _MARKER, f"{SCHEMA}\n".encode())
+    except OSError as err:
+        raise ApirError(f"{folder}: cannot write detection maps ({err.strerror or err})") from None
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------- check
+
+
+def _variant_metrics(
+    pix: dict[str, list[np.ndarray]],
+    masks: list[np.ndarray],
+    good: list[bool],
+    img_scores: dict[str, list[float]],
+    tau: float,
+    tau_img: float,
+) -> dict[str, dict[str, float]]:
+    labels = np.concatenate([m.ravel() for m in masks]) if masks else np.zeros(0, bool)
+    is_good = np.asarray(good, dtype=bool)
+    good_pixels = (
+        np.concatenate([np.ones(m.size, bool) * g for m, g in zip(masks, good, strict=True)])
+        if masks
+        else labels
+    )
+    out = {}
+    for v in VARIANTS:
+        scores = np.concatenate([s.ravel() for s in pix[v]]).astype(np.float64) if masks else np.zeros(0)
+        image = np.asarray(img_scores[v], dtype=np.float64)
+        out[v] = {
+            "pixel_auroc": _auroc(labels, scores),
+            "image_auroc": _auroc(~is_good, image),
+            "false_alarm_rate": _share_at_least(scores[good_pixels], tau),
+            "recall": _share_at_least(scores[labels], tau),
+            "image_false_alarm_rate": _share_at_least(image[is_good], tau_img),
+            "image_recall": _share_at_least(image[~is_good], tau_img),
+        }
+    return out
+
+
+def detection_check(
+    root: str | Path,
+    *,
+    restore_fn: RestoreFn,
+    degradation: str | Path | DegradationPipeline = "blind",
+    seed: int = 0,
+    categories: Sequence[str] | None = None,
+    max_per_category: int | None = None,
+    save_maps: int = 2,
+    out_dir: str | Path | None = None,
+    crop: int | None = None,
+    metric_size: int | None = 256,
+    detector_factory: Callable[[], Detector] | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Fit a detector per category on clean ``train/good``; score clean, degraded and restored tests.
+
+    ``restore_fn(degraded, sigma)`` is the same callable ``apir evaluate`` uses (float32 H×W×3 in
+    [0, 1] and the true noise σ on the 0–255 scale → restored image of the same shape).
+    ``degradation``, ``seed``, ``crop`` and ``max_per_category`` select exactly the images and
+    degradations of an ``apir evaluate`` run with the same arguments. ``detector_factory`` builds one
+    fresh detector per category (default :class:`ReferenceDetector`). With ``out_dir``, a figure of
+    the score maps of ``save_maps`` defective images per category (round-robin over defect types) is
+    written to ``out_dir/detection/<category>/<defect_type>/<stem>.png``.
+
+    Returns ``{"schema", "detector", "degradation", "seed", ..., "categories": {name: metrics},
+    "overall": means, "skipped": {name: reason}}`` with undefined values as None (see the module
+    docstring for every metric). Categories without ``train/good`` images are skipped; if none is
+    left, or a category has no test image, that is an ApirError.
+    """
+    if not callable(restore_fn):
+        raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored")
+    if save_maps < 0:
+        raise ApirError(f"save_maps must be >= 0, got {save_maps}")
+    if max_per_category is not None and max_per_category < 1:
+        raise ApirError(f"max_per_category must be >= 1, got {max_per_category}")
+    if metric_size is not None and metric_size < 8:
+        raise ApirError(f"metric_size must be >= 8 px (or None for full resolution), got {metric_size}")
+    pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
+    factory = detector_factory or ReferenceDetector
+    cats = load_dataset(root, categories)
+    maps_root = _prepare_maps_dir(Path(out_dir)) if out_dir is not None and save_maps > 0 else None
+
+    plan = []
+    skipped: dict[str, str] = {}
+    for cat in cats:
+        tests = list(cat.test)
+        if max_per_category is not None:
+            tests = _round_robin(tests)[:max_per_category]
+        if not cat.train:
+            skipped[cat.name] = "no train/good images to fit the detector on"
+        elif not tests:
+            skipped[cat.name] = "no test images"
+        else:
+            plan.append((cat, tests))
+    if not plan:
+        raise ApirError(f"{root}: no category has both train/good and test images for the detection check")
+
+    describe = None
+    results: dict[str, Any] = {}
+    total = sum(len(t) for _, t in plan)
+    with tqdm(total=total, desc="detection check", unit="img", disable=not show_progress) as bar:
+        for cat, tests in plan:
+            start = time.perf_counter()
+            detector = factory()
+            detector.fit([load_sample(s).image for s in cat.train])
+            if describe is None:
+                describe = detector.describe() if hasattr(detector, "describe") else type(detector).__name__
+            fit_seconds = time.perf_counter() - start
+            dataset = EvalImageDataset(tests, pipeline, seed=seed, crop=crop)
+            to_save = {s.key for s in _round_robin([s for s in tests if not s.is_good])[:save_maps]}
+            pix: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+            img_scores: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            masks: list[np.ndarray] = []
+            good: list[bool] = []
+            rows = []
+            figures: list[tuple[Sample, dict, dict, np.ndarray]] = []
+            restore_seconds = 0.0
+            score_start = time.perf_counter()
+            for index, sample in enumerate(tests):
+                bar.set_postfix_str(cat.name, refresh=False)
+                item = dataset[index]
+                clean, degraded = _hwc(item["clean"]), _hwc(item["degraded"])
+                mask = item["mask"][0].numpy() > 0.5
+                sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
+                t0 = time.perf_counter()
+                restored = _check_output(restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
+                restore_seconds += time.perf_counter() - t0
+                images = {"clean": clean, "degraded": degraded, "restored": restored}
+                size = _metric_size(mask.shape, metric_size)
+                full_maps = {}
+                row: dict[str, Any] = {"key": sample.key, "defect_type": sample.defect_type}
+                for v in VARIANTS:
+                    m = np.asarray(detector.score_map(images[v]), dtype=np.float32)
+                    if m.shape != mask.shape:
+                        raise ApirError(
+                            f"{sample.key}: detector returned a {m.shape} map for a {mask.shape} image"
+                        )
+                    full_maps[v] = m
+                    row[v] = float(detector.image_score(m))
+                    img_scores[v].append(row[v])
+                    pix[v].append(_shrink(m, size))
+                small_mask = mask if size == mask.shape else _shrink(mask.astype(np.float32), size) >= 0.5
+                masks.append(small_mask)
+                good.append(sample.is_good)
+                rows.append(row)
+                if maps_root is not None and sample.key in to_save:
+                    fig_images = {v: _shrink(images[v], size) for v in VARIANTS}
+                    fig_maps = {v: pix[v][-1] for v in VARIANTS}
+                    figures.append((sample, fig_images, fig_maps, small_mask))
+                bar.update(1)
+            score_seconds = time.perf_counter() - score_start - restore_seconds
+
+            # Thresholds from the clean images only, then frozen for the other two.
+            clean_defect = np.concatenate(
+                [p.ravel()[m.ravel()] for p, m in zip(pix["clean"], masks, strict=True)]
+            )
+            tau = frozen_threshold(clean_defect)
+            tau_img = frozen_threshold([s for s, g in zip(img_scores["clean"], good, strict=True) if not g])
+            metrics = _variant_metrics(pix, masks, good, img_scores, tau, tau_img)
+            entry: dict[str, Any] = {
+                "n_train": len(cat.train),
+                "n_good": int(sum(good)),
+                "n_defective": int(len(good) - sum(good)),
+                "pixel_threshold": tau,
+                "image_threshold": tau_img,
+                **metrics,
+                "auroc_preservation": _ratio(
+                    metrics["restored"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]
+                ),
+                "auroc_preservation_degraded": _ratio(
+                    metrics["degraded"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]
+                ),
+                "image_auroc_preservation": _ratio(
+                    metrics["restored"]["image_auroc"], metrics["clean"]["image_auroc"]
+                ),
+                "fit_seconds": fit_seconds,
+                "score_seconds": score_seconds,
+                "restore_seconds": restore_seconds,
+            }
+            saved = []
+            for sample, fig_images, fig_maps, small_mask in figures:
+                fig, lo, hi = _figure(fig_images, fig_maps, small_mask, tau)
+                rel = f"{MAPS_DIR}/{cat.name}/{sample.defect_type}/{sample.image.stem}.png"
+                write_image(Path(out_dir) / rel, fig)
+                saved.append({"key": sample.key, "path": rel, "vmin": lo, "vmax": hi})
+            entry["maps"] = saved
+            entry["images"] = rows
+            results[cat.name] = entry
+
+    overall = _mean_tree(list(results.values()))
+    overall["n_categories"] = len(results)
+    out = {
+        "schema": SCHEMA,
+        "detector": describe,
+        "degradation": pipeline.name,
+        "seed": int(seed),
+        "crop": crop,
+        "max_per_category": max_per_category,
+        "metric_size": metric_size,
+        "target_recall": TARGET_RECALL,
+        "conventions": dict(CONVENTIONS),
+        "categories": results,
+        "overall": overall,
+        "skipped": skipped,
+    }
+    return _nan_to_none(out)
