@@ -8,6 +8,7 @@ which put the folder on ``sys.path`` when run as ``python benchmarks/<script>.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -86,9 +87,9 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")  # not strip(): porcelain lines start with a status column
 
-    commit = run("rev-parse", "--short", "HEAD")
+    commit = (run("rev-parse", "--short", "HEAD") or "").strip() or None
     status = run("status", "--porcelain")
     if status is None:
         return {"commit": commit, "dirty": None, "modified": [], "untracked": 0}
@@ -101,10 +102,8 @@ def git_info(root: Path = REPO_ROOT) -> dict[str, Any]:
 def command_line() -> str:
     """The command as a user would retype it from the repository root."""
     script = Path(sys.argv[0])
-    try:
+    with contextlib.suppress(ValueError):
         script = script.resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        pass
     return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
