@@ -115,6 +115,11 @@ def _degrade(degradation: DegradationPipeline, clean: np.ndarray, params, gray: 
     return np.repeat(degradation.apply(clean[..., :1], params), clean.shape[2], axis=2)
 
 
+def to_hwc(tensor: torch.Tensor) -> np.ndarray:
+    """A C×H×W item tensor back to a contiguous H×W×C numpy image (the inverse of the packing)."""
+    return np.ascontiguousarray(tensor.numpy().transpose(1, 2, 0))
+
+
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 

@@ -171,3 +171,16 @@ def split_train_val(
         val.extend(ordered[:n_val])
         train.extend(ordered[n_val:])
     return train, val
+
+
+def round_robin_by_type(samples: Sequence[Sample]) -> list[Sample]:
+    """Samples interleaved over their defect types (first of each type, then second, ...).
+
+    Taking the first N of this list gives a subset that covers every defect type (and ``good``)
+    evenly and depends only on the file names: how ``--max-per-category`` and saved examples choose.
+    """
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.defect_type, []).append(s)
+    ordered = [groups[t] for t in sorted(groups)]
+    return [g[i] for i in range(max(map(len, ordered), default=0)) for g in ordered if i < len(g)]

@@ -21,14 +21,11 @@ faster, keeps them gray, and CBM3D's colour transform divides by zero on them (N
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
 from apir.errors import ApirError
-
-RestoreFn = Callable[[np.ndarray, float], np.ndarray]
+from apir.restore.functions import RestoreFn
 
 #: NLM filter strength h (8-bit units) per unit of σ (0–255), and its patch / search window sizes.
 NLM_H_PER_SIGMA = 0.9

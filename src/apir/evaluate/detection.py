@@ -49,13 +49,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from apir.data.datasets import EvalImageDataset, load_sample
+from apir.data.datasets import EvalImageDataset, load_sample, to_hwc
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import write_image
-from apir.data.mvtec import Sample, load_dataset
+from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.detector import ReferenceDetector
 from apir.fsutil import atomic_write_bytes
+from apir.restore.functions import RestoreFn, check_restored
 
 __all__ = ["SCHEMA", "VARIANTS", "Detector", "detection_check", "frozen_threshold"]
 
@@ -65,8 +66,6 @@ VARIANTS = ("clean", "degraded", "restored")
 TARGET_RECALL = 0.95
 MAPS_DIR = "detection"
 _MARKER = ".apir-detection"
-
-RestoreFn = Callable[[np.ndarray, float], np.ndarray]
 
 
 class Detector(Protocol):
@@ -134,29 +133,6 @@ def _ratio(a: float, b: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _round_robin(samples: Sequence[Sample]) -> list[Sample]:
-    """Samples interleaved over defect types (and ``good``), as ``apir evaluate`` subsets them."""
-    groups: dict[str, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.defect_type, []).append(s)
-    ordered = [groups[t] for t in sorted(groups)]
-    return [g[i] for i in range(max(map(len, ordered), default=0)) for g in ordered if i < len(g)]
-
-
-def _hwc(t) -> np.ndarray:
-    return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
-
-
-def _check_output(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
-    arr = np.asarray(out)
-    if arr.shape != shape:
-        raise ApirError(f"{key}: restore_fn returned an array of shape {arr.shape}, expected {shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ApirError(f"{key}: restore_fn returned NaN or infinite values")
-    return np.clip(arr, 0.0, 1.0)
 
 
 def _metric_size(shape: tuple[int, int], metric_size: int | None) -> tuple[int, int]:
@@ -364,7 +340,7 @@ def detection_check(
     for cat in cats:
         tests = list(cat.test)
         if max_per_category is not None:
-            tests = _round_robin(tests)[:max_per_category]
+            tests = round_robin_by_type(tests)[:max_per_category]
         if not cat.train:
             skipped[cat.name] = "no train/good images to fit the detector on"
         elif not tests:
@@ -386,7 +362,7 @@ def detection_check(
                 describe = detector.describe() if hasattr(detector, "describe") else type(detector).__name__
             fit_seconds = time.perf_counter() - start
             dataset = EvalImageDataset(tests, pipeline, seed=seed, crop=crop)
-            to_save = {s.key for s in _round_robin([s for s in tests if not s.is_good])[:save_maps]}
+            to_save = {s.key for s in round_robin_by_type([s for s in tests if not s.is_good])[:save_maps]}
             pix: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
             img_scores: dict[str, list[float]] = {v: [] for v in VARIANTS}
             masks: list[np.ndarray] = []
@@ -398,11 +374,11 @@ def detection_check(
             for index, sample in enumerate(tests):
                 bar.set_postfix_str(cat.name, refresh=False)
                 item = dataset[index]
-                clean, degraded = _hwc(item["clean"]), _hwc(item["degraded"])
+                clean, degraded = to_hwc(item["clean"]), to_hwc(item["degraded"])
                 mask = item["mask"][0].numpy() > 0.5
                 sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
                 t0 = time.perf_counter()
-                restored = _check_output(restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
+                restored = check_restored(restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
                 restore_seconds += time.perf_counter() - t0
                 images = {"clean": clean, "degraded": degraded, "restored": restored}
                 size = _metric_size(mask.shape, metric_size)

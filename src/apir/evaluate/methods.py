@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from apir.errors import ApirError
-from apir.evaluate.baselines import RestoreFn, get_baseline
+from apir.evaluate.baselines import get_baseline
+from apir.restore.functions import RestoreFn
 
 
 @dataclass

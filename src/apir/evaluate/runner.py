@@ -25,7 +25,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,14 @@ import numpy as np
 from tqdm import tqdm
 
 import apir
-from apir.data.datasets import EvalImageDataset
+from apir.data.datasets import EvalImageDataset, to_hwc
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import write_image, write_mask
-from apir.data.mvtec import Sample, load_dataset
+from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.fsutil import atomic_write_bytes
+from apir.restore.functions import RestoreFn, check_restored
 
 SCHEMA = "apir.evaluate/1"
 CONVENTIONS = {
@@ -72,8 +73,6 @@ REQUIRED_KEYS = (
     "apir_version",
     "created",
 )
-
-RestoreFn = Callable[[np.ndarray, float], np.ndarray]
 
 
 # ------------------------------------------------------------------------------------------ output dir
@@ -114,21 +113,6 @@ def _prepare_out_dir(out_dir: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _hwc(t) -> np.ndarray:
-    return np.ascontiguousarray(t.numpy().transpose(1, 2, 0))
-
-
-def _check_output(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
-    """The restored image as float32 in [0, 1]; a wrong shape or NaN output is the caller's bug."""
-    arr = np.asarray(out)
-    if arr.shape != shape:
-        raise ApirError(f"{key}: restore_fn returned an array of shape {arr.shape}, expected {shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ApirError(f"{key}: restore_fn returned NaN or infinite values")
-    return np.clip(arr, 0.0, 1.0)
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -172,22 +156,13 @@ def _save_images(out: Path, image_dir: str, images: dict[str, np.ndarray | None]
     write_mask(folder / "mask.png", mask)
 
 
-def _round_robin(samples: Sequence[Sample]) -> list[Sample]:
-    """Samples interleaved over their defect types (first of each type, then second, ...)."""
-    groups: dict[str, list[Sample]] = {}
-    for s in samples:
-        groups.setdefault(s.defect_type, []).append(s)
-    ordered = [groups[t] for t in sorted(groups)]
-    return [g[i] for i in range(max(map(len, ordered), default=0)) for g in ordered if i < len(g)]
-
-
 def _images_to_save(samples: Sequence[Sample], n_defective: int) -> set[str]:
     """Keys whose images are kept: ``n_defective`` defective ones taken round-robin over defect types
     (so a report shows every kind of defect, not four cracks), plus the first good image."""
     if n_defective <= 0:
         return set()
     good = [s.key for s in samples if s.is_good][:1]
-    defective = _round_robin([s for s in samples if not s.is_good])[:n_defective]
+    defective = round_robin_by_type([s for s in samples if not s.is_good])[:n_defective]
     return {*good, *(s.key for s in defective)}
 
 
@@ -278,7 +253,7 @@ def evaluate(
     if max_per_category is not None:
         if max_per_category < 1:
             raise ApirError(f"max_per_category must be >= 1, got {max_per_category}")
-        plan = [(name, _round_robin(samples)[:max_per_category]) for name, samples in plan]
+        plan = [(name, round_robin_by_type(samples)[:max_per_category]) for name, samples in plan]
     plan = [(name, samples) for name, samples in plan if samples]
     total = sum(len(s) for _, s in plan)
     if total == 0:
@@ -294,7 +269,7 @@ def evaluate(
             for index, sample in enumerate(samples):
                 bar.set_postfix_str(cat_name, refresh=False)
                 item = dataset[index]
-                degraded, clean, original = (_hwc(item[k]) for k in ("degraded", "clean", "original"))
+                degraded, clean, original = (to_hwc(item[k]) for k in ("degraded", "clean", "original"))
                 mask = item["mask"][0].numpy() > 0.5
                 has_original = sample.original is not None
                 # The same params EvalImageDataset applied (they depend only on seed and key).
@@ -304,7 +279,7 @@ def evaluate(
                 start = time.perf_counter()
                 result = restore_fn(degraded.copy(), sigma)
                 seconds = time.perf_counter() - start
-                restored = _check_output(result, degraded.shape, sample.key)
+                restored = check_restored(result, degraded.shape, sample.key)
 
                 ref = original if has_original else None
                 scores = image_metrics(restored, clean, mask, ref, ring)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,24 +49,14 @@ from apir.data.imageio import read_image, write_image
 from apir.data.mvtec import is_category_dir, load_dataset
 from apir.errors import ApirError
 from apir.fsutil import is_relative_to
+from apir.restore.functions import RestoreFn, check_restored
 
 __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
 
-RestoreFn = Callable[[np.ndarray, float], np.ndarray]
 
 #: Hidden file in every dataset this module writes (apir's scans skip dot-files): what it was made
 #: from and how; its presence is what lets ``overwrite`` replace the folder.
 MARKER_FILE = ".apir-restored-dataset.json"
-
-
-def _check_output(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
-    arr = np.asarray(out)
-    if arr.shape != shape:
-        raise ApirError(f"{key}: restore_fn returned an array of shape {arr.shape}, expected {shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ApirError(f"{key}: restore_fn returned NaN or infinite values")
-    return np.clip(arr, 0.0, 1.0)
 
 
 def _check_out_root(root: Path, out_root: Path, overwrite: bool) -> None:
@@ -154,7 +144,7 @@ def restore_dataset(
                     result = np.ascontiguousarray(item["degraded"].numpy().transpose(1, 2, 0))
                     if restore_fn is not None:
                         sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
-                        result = _check_output(restore_fn(result.copy(), sigma), result.shape, sample.key)
+                        result = check_restored(restore_fn(result.copy(), sigma), result.shape, sample.key)
                     dst = dst_root / sample.image.relative_to(cat.root)
                     write_image(dst, result, loaded.info, loaded.alpha)
                     done += 1
