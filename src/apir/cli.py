@@ -83,6 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "train.max_minutes": args.max_minutes,
             "train.device": args.device,
             "train.seed": args.seed,
+            "data.num_workers": args.num_workers,
         },
     )
     result = train(config, args.out, resume=args.resume, force=args.force)
@@ -111,6 +112,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         device=args.device,
         batch=args.batch,
         overwrite=args.overwrite,
+        keep_input=args.keep_input,
     )
     print(summary.describe())
     return 0 if summary.ok else 1
@@ -133,7 +135,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from apir.evaluate.methods import resolve_method
     from apir.evaluate.runner import evaluate
 
-    method = resolve_method(args.model, args.method, device=args.device, tile=args.tile, label=args.label)
+    method = resolve_method(
+        args.model,
+        args.method,
+        device=args.device,
+        tile=args.tile,
+        label=args.label,
+        keep_input=args.keep_input,
+    )
     result = evaluate(
         args.data,
         args.output,
@@ -188,7 +197,11 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
     from apir.evaluate.methods import resolve_method
     from apir.restore.dataset import restore_dataset
 
-    method = None if args.degrade_only else resolve_method(args.model, args.method, device=args.device)
+    method = (
+        None
+        if args.degrade_only
+        else resolve_method(args.model, args.method, device=args.device, keep_input=args.keep_input)
+    )
     out = restore_dataset(
         args.root,
         args.output,
@@ -213,6 +226,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(format_overall(load_results(results_dir)))
     print(f"report written to {index}")
     return 0
+
+
+def _add_keep_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-input",
+        type=float,
+        default=0.0,
+        metavar="K",
+        help="add back this share (0-1) of (input - restored): keeps more of faint defects, leaves some "
+        "noise; 0 = full restoration (default). Models only; see docs/restore.md for the measured trade-off",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this many minutes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        metavar="N",
+        help="data-loading processes (a GPU config's 12 would starve a 2-core CPU); overrides the config",
+    )
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--force", action="store_true", help="start over in an existing RUN_DIR")
     p.set_defaults(func=_cmd_train)
@@ -278,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default 1)")
+    _add_keep_input(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -311,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the reference anomaly detector on clean, degraded and restored images",
     )
+    _add_keep_input(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("restore-dataset", help="an MVTec-layout copy with degraded-then-restored images")
@@ -325,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-originals", action="store_true", help="do not copy apir's original/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier restore-dataset output")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    _add_keep_input(p)
     p.set_defaults(func=_cmd_restore_dataset)
 
     p = sub.add_parser("report", help="HTML report comparing evaluation results side by side")

@@ -32,23 +32,33 @@ def model_method(
     tile: int = 512,
     overlap: int = 32,
     label: str | None = None,
+    keep_input: float = 0.0,
 ) -> Method:
-    """A checkpoint / run directory / shipped model as a restore function (σ is ignored: blind)."""
-    from apir.restore.loading import resolve_model
-    from apir.restore.tiling import restore_rgb
+    """A checkpoint / run directory / shipped model as a restore function (σ is ignored: blind).
 
+    ``keep_input`` adds back that share of (input − output), the trade-off knob of
+    :func:`apir.restore.tiling.restore_rgb`; it is recorded in ``model_info``.
+    """
+    from apir.restore.loading import resolve_model
+    from apir.restore.tiling import check_keep_input, restore_rgb
+
+    keep_input = check_keep_input(keep_input)
     model, header = resolve_model(spec, device)
 
     def restore(image: np.ndarray, sigma: float) -> np.ndarray:
-        return np.clip(restore_rgb(model, image, tile=tile, overlap=overlap), 0.0, 1.0)
+        out = restore_rgb(model, image, tile=tile, overlap=overlap, keep_input=keep_input)
+        return np.clip(out, 0.0, 1.0)
 
     name = header.get("model", {}).get("name", "model")
     default_label = f"{name} ({spec})" if spec is not None else f"{name} (apir default)"
+    if keep_input:
+        default_label += f", keep_input {keep_input:g}"
     info = {
         "spec": str(spec) if spec is not None else "default",
         "source": str(header.get("source")),
         "model": header.get("model"),
         "epoch": header.get("epoch"),
+        "keep_input": keep_input,
     }
     return Method("model", label or default_label, restore, info)
 
@@ -58,5 +68,7 @@ def resolve_method(model: str | Path | None, baseline: str | None, **kw: Any) ->
     if model is not None and baseline is not None:
         raise ApirError("give either --model or --method, not both")
     if baseline is not None:
+        if kw.get("keep_input"):
+            raise ApirError("--keep-input applies to models, not to the classical baselines")
         return Method(baseline, kw.get("label") or baseline, get_baseline(baseline))
     return model_method(model, **kw)

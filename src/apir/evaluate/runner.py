@@ -41,7 +41,7 @@ from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.fsutil import atomic_write_bytes
-from apir.restore.functions import RestoreFn, check_restored
+from apir.restore.functions import MemoizedRestore, RestoreFn, check_restored
 
 SCHEMA = "apir.evaluate/1"
 CONVENTIONS = {
@@ -260,6 +260,9 @@ def evaluate(
         raise ApirError(f"{root}: no {split} images to evaluate")
     out = _prepare_out_dir(out_dir)
     label = label or method
+    if detector:
+        # The detection check restores the same degraded images again: do each one once.
+        restore_fn = MemoizedRestore(restore_fn)
 
     rows: list[dict[str, Any]] = []
     with tqdm(total=total, desc=f"evaluate {label}", unit="img", disable=not show_progress) as bar:

@@ -19,11 +19,8 @@ else there is refused.
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
-import re
 import secrets
 import shutil
 from collections import defaultdict
@@ -41,6 +38,7 @@ from apir.errors import ApirError
 from apir.evaluate.runner import SCHEMA as EVALUATION_SCHEMA
 from apir.evaluate.runner import load_results as read_evaluation
 from apir.fsutil import atomic_write_bytes, is_relative_to
+from apir.report.detection import DetectionSet, detection_section
 from apir.report.figures import (
     INPUT_COLOR,
     ExampleImages,
@@ -52,6 +50,12 @@ from apir.report.figures import (
     plot_defect_survival,
     plot_example,
 )
+from apir.report.formatting import e
+from apir.report.formatting import fmt as _fmt
+from apir.report.formatting import fmt_sig as _fmt_sig
+from apir.report.formatting import num as _num
+from apir.report.formatting import slug as _slug
+from apir.report.formatting import swatch as _swatch
 
 __all__ = ["SCHEMA", "ResultSet", "load_results", "write_report"]
 
@@ -61,8 +65,6 @@ METRICS = ("psnr", "ssim", "psnr_defect", "psnr_background", "retention", "contr
 #: Marks an index.html as ours: only such a folder may be replaced by a new report.
 GENERATOR = "apir report"
 _GENERATOR_META = f'<meta name="generator" content="{GENERATOR}">'
-
-e = html.escape
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -81,14 +83,6 @@ class ResultSet:
     @property
     def images(self) -> dict[str, dict[str, Any]]:
         return {img["key"]: img for img in self.data["images"]}
-
-
-def _num(value: Any) -> float | None:
-    """A metric value as a finite float, or None (null, NaN, inf, or not a number at all)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
 
 
 def load_results(path: str | os.PathLike[str]) -> ResultSet:
@@ -157,19 +151,6 @@ def _gap(d: dict[str, Any], prefix: str = "") -> float | None:
 # ---------------------------------------------------------------------------------- formatting
 
 
-def _fmt(v: float | None, digits: int) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
-def _fmt_sig(v: float | None) -> str:
-    return "—" if v is None else f"{v:.3g}"
-
-
-def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return s[:40] or "set"
-
-
 # (key, header, tooltip, digits, rule): rule picks the best value among the result sets.
 _COLUMNS: list[tuple[str, str, str, int, str]] = [
     ("psnr", "PSNR<br>(dB)", "PSNR over the whole image, higher is better", 2, "max"),
@@ -233,10 +214,6 @@ details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 .scroll th{position:sticky;top:0;z-index:1}
 code{background:#f4f4f4;padding:0 3px;border-radius:3px}
 """
-
-
-def _swatch(color: str) -> str:
-    return f'<span class="sw" style="background:{e(color)}"></span>'
 
 
 def _header(title: str, sets: list[ResultSet], warnings: list[str], json_names: list[str]) -> str:
@@ -646,6 +623,11 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
             "(run <code>apir evaluate</code> with image saving on).</p>"
         )
 
+    detection_html = detection_section(
+        [DetectionSet(s.label, s.color, s.path, s.data.get("detection")) for s in sets],
+        folder,
+        "5. Anomaly detection after restoration",
+    )
     page = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
@@ -681,7 +663,8 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
         "(cyan: the defect outline), and the error |result − clean| on one colour scale shared by all "
         "methods: a bright defect in the error map means the method altered or erased it.</p>",
         *examples_html,
-        "<h2>5. Per image</h2>",
+        detection_html,
+        f"<h2>{6 if detection_html else 5}. Per image</h2>",
         _image_table(sets),
         f"<p class='small'>Written by apir {e(__version__)}. The numbers come from the copied "
         "<code>data/*.metrics.json</code> files.</p>",

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
 from apir.errors import ApirError
 from apir.fsutil import is_relative_to
-from apir.restore.tiling import check_tiling, restore_rgb, select_device
+from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb, select_device
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
 
@@ -166,6 +166,7 @@ def restore_paths(
     batch: int = 1,
     overwrite: bool = False,
     show_progress: bool = True,
+    keep_input: float = 0.0,
 ) -> RestoreSummary:
     """Restore image files and folders into ``out_dir``; see the module docstring for the rules.
 
@@ -176,6 +177,7 @@ def restore_paths(
     """
     out_dir = Path(out_dir)
     check_tiling(tile, overlap, batch)
+    check_keep_input(keep_input)
     pairs = plan_outputs([Path(p) for p in inputs], out_dir, overwrite=overwrite)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -202,7 +204,9 @@ def restore_paths(
         try:
             image = read_image(src)
             amp = None if image.info.dtype == "uint8" else False
-            restored = restore_rgb(model, image.rgb, tile=tile, overlap=overlap, batch=batch, amp=amp)
+            restored = restore_rgb(
+                model, image.rgb, tile=tile, overlap=overlap, batch=batch, amp=amp, keep_input=keep_input
+            )
             write_image(dst, restored, image.info, image.alpha)
         except ApirError as err:
             skip(src, err.message)

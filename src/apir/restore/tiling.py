@@ -74,6 +74,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def check_keep_input(keep_input: float) -> float:
+    """``keep_input`` must be a number in [0, 1] (one-line ApirError otherwise)."""
+    ok = isinstance(keep_input, int | float | np.floating) and not isinstance(keep_input, bool)
+    if not ok or not 0.0 <= float(keep_input) <= 1.0:
+        raise ApirError(
+            f"keep_input must be a number from 0 (full restoration) to 1 (the input), got {keep_input!r}"
+        )
+    return float(keep_input)
+
+
 def check_tiling(tile: int, overlap: int, batch: int = 1) -> None:
     """Validate tiling arguments up front (one-line ApirError), before any file or model is touched."""
     tile = _check_int("tile", tile, 0)
@@ -332,12 +342,19 @@ def restore_rgb(
     batch: int = 1,
     amp: bool | torch.dtype | None = None,
     progress: Any = None,
+    keep_input: float = 0.0,
 ) -> np.ndarray:
     """Float32 H×W×3 RGB in [0, 1] → the model's float32 H×W×3 output (not clipped).
 
     The common core of :func:`restore_array` and the file restorer. A model built for one channel
     (``in_channels=1``) gets gray input (the channel mean, exact for gray files) and its output is
     replicated; a colour image is refused for it, since restoring the mean would lose the colour.
+
+    ``keep_input`` k in [0, 1] returns ``out + k·(input − out)``: the user's point on the
+    defect-survival versus quality trade-off (0 = full restoration, 1 = the input unchanged). Adding
+    back part of the input keeps more of every faint defect at the cost of leaving some noise
+    (``benchmarks/results/quality_demo.md`` measures the curve); it is applied here, once, so files,
+    arrays and evaluation all get the same blend.
     """
     in_channels = int(getattr(model, "in_channels", 3))
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
@@ -352,7 +369,11 @@ def restore_rgb(
         y = y.expand(-1, 3, -1, -1)
     elif y.shape[1] != 3:
         raise ApirError(f"the model returned {y.shape[1]} channels; expected 3 (RGB) or 1 (gray)")
-    return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    out = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    k = check_keep_input(keep_input)
+    if k:
+        out += np.float32(k) * (np.asarray(rgb, dtype=np.float32) - out)
+    return out
 
 
 def restore_array(
@@ -363,6 +384,7 @@ def restore_array(
     overlap: int = 32,
     device: str | torch.device = "auto",
     batch: int = 1,
+    keep_input: float = 0.0,
 ) -> np.ndarray:
     """Restore one image array; the result has the input's shape and dtype.
 
@@ -374,9 +396,11 @@ def restore_array(
     ``model`` is an ``nn.Module`` (used on its own device; with an explicit ``device`` it is moved
     there, in place, as ``Module.to`` does) or anything :func:`apir.restore.resolve_model` accepts:
     a checkpoint file, a training run directory, a registry name for shipped weights, or None for
-    the shipped default. Tiling parameters as in :func:`restore_tensor`.
+    the shipped default. Tiling parameters as in :func:`restore_tensor`; ``keep_input`` as in
+    :func:`restore_rgb` (0 = full restoration).
     """
     check_tiling(tile, overlap, batch)
+    check_keep_input(keep_input)
     rgb, alpha, layout = _as_float_rgb(image)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -388,5 +412,5 @@ def restore_array(
     # bf16 autocast (CUDA only) is accurate to about 1/256 of the correction: enough for 8-bit samples,
     # not for 16-bit or float ones, which run in float32.
     amp = None if image.dtype == np.uint8 else False
-    out = restore_rgb(model, rgb, tile=tile, overlap=overlap, batch=batch, amp=amp)
+    out = restore_rgb(model, rgb, tile=tile, overlap=overlap, batch=batch, amp=amp, keep_input=keep_input)
     return _from_float_rgb(out, alpha, layout, image.dtype)

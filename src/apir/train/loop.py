@@ -27,6 +27,7 @@ from apir.data.mvtec import Sample, load_dataset, split_train_val
 from apir.device import select_device
 from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
+from apir.fsutil import atomic_write_bytes
 from apir.losses import AnomalyWeightedLoss
 from apir.models import create_model
 from apir.models.checkpoint import BEST, LAST, load_optimizer, load_weights, read_checkpoint, save_checkpoint
@@ -289,8 +290,14 @@ def _train(
         if scheduler is not None and "scheduler" in header:
             scheduler.load_state_dict(header["scheduler"])
         log.info("resumed from %s at epoch %d", run_dir / LAST, start_epoch)
-    elif ctx.is_main:
-        (run_dir / "config.yaml").write_text(dump_config(config))
+    if ctx.is_main:
+        # Also on resume: command-line overrides (--epochs, --num-workers, ...) become part of the
+        # run's record, and the next --resume continues with them.
+        saved = run_dir / "config.yaml"
+        text = dump_config(config)
+        if resume and saved.is_file() and saved.read_text() != text:
+            log.info("config changed on resume; previous:\n%s", saved.read_text())
+        atomic_write_bytes(saved, text.encode())
 
     net: nn.Module = model
     if ctx.enabled:
