@@ -120,6 +120,26 @@ def test_tile_size_is_a_multiple_that_leaves_room_for_the_overlap(tile, overlap,
     assert tile_size(tile, overlap, multiple) == expected
 
 
+def _full_length_count(size: int, t: int, overlap: int, multiple: int) -> int:
+    """Tiles along an axis when every tile has the full length t (the plan before even splitting)."""
+    if size <= t:
+        return 1
+    stride = (t - overlap) // multiple * multiple
+    return len(range(0, size - t, stride)) + 1
+
+
+def test_tiles_are_split_evenly_instead_of_full_length():
+    # 1024 px with 512-px tiles: 3 tiles per side either way; even splits compute 1.27x the pixels
+    # instead of 2.25x.
+    th, tw, starts = plan_tiles(1024, 1024, 512, 32, 32)
+    assert (th, tw) == (384, 384) and len(starts) == 9
+    assert sorted({y for y, _ in starts}) == [0, 352, 640]
+    # An image that fits one tile stays one tile; one just above gets two equal halves.
+    assert plan_tiles(512, 512, 512, 32, 32)[:2] == (512, 512)
+    th, _, starts = plan_tiles(544, 32, 512, 32, 32)
+    assert th == 288 and sorted({y for y, _ in starts}) == [0, 256]
+
+
 @pytest.mark.parametrize(("h", "w"), [(112, 144), (16, 16), (48, 48), (64, 400), (97, 131)])
 @pytest.mark.parametrize(
     ("tile", "overlap", "multiple"), [(48, 16, 16), (48, 24, 1), (32, 8, 2), (40, 12, 32)]
@@ -128,7 +148,12 @@ def test_tile_plan_covers_the_image_aligned_and_overlapping(h, w, tile, overlap,
     h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple  # as the tiler pads
     th, tw, starts = plan_tiles(h, w, tile, overlap, multiple)
     t = tile_size(tile, overlap, multiple)
-    assert (th, tw) == (min(t, h), min(t, w))
+    assert th <= min(t, h) and tw <= min(t, w)  # tile is a memory bound
+    assert th % multiple == 0 and tw % multiple == 0
+    assert (th == h or th > overlap) and (tw == w or tw > overlap)
+    # Never more tiles than full-length tiles would need.
+    assert len({s[0] for s in starts}) <= _full_length_count(h, t, overlap, multiple)
+    assert len({s[1] for s in starts}) <= _full_length_count(w, t, overlap, multiple)
     covered = np.zeros((h, w), dtype=int)
     for y, x in starts:
         assert y % multiple == 0 and x % multiple == 0  # same downsampling grid as the whole image

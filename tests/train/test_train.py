@@ -72,6 +72,19 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tiny_demo, tiny_confi
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
+def test_resume_records_command_line_overrides_in_the_run(tiny_demo, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_demo), "--out", str(run), "--config", str(tiny_config)]
+    assert main([*argv, "--epochs", "1"]) == 0
+    before = (run / "config.yaml").read_text()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--num-workers", "0"]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["data"]["num_workers"] == 0
+    log = (run / "train.log").read_text()
+    assert "config changed on resume" in log and before.splitlines()[0] in log
+    assert [int(r["epoch"]) for r in _rows(run)] == [1, 2]
+
+
 def test_bad_inputs_are_one_line_errors(tiny_demo, tiny_config, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
