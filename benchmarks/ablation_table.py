@@ -23,6 +23,14 @@ from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdo
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 
 
+def _shown(path: Path) -> str:
+    """The path as the results file shows it: relative to the repository where possible."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _arch(config: dict[str, Any]) -> tuple[int, int]:
     return int(config.get("width", 16)), int(config.get("unshuffle", 1))
 
@@ -107,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *provenance_markdown(provenance("cpu")),
         "",
-        f"Joined from `{args.ablation.relative_to(REPO_ROOT)}` (quality: each variant trained "
+        f"Joined from `{_shown(args.ablation)}` (quality: each variant trained "
         f"{ablation['rows'][0]['minutes']:.1f} min on {ablation.get('device', '?')}, same config, same "
-        f"validation tiles) and `{args.speed.relative_to(REPO_ROOT)}` (speed: 2 CPU threads, "
+        f"validation tiles) and `{_shown(args.speed)}` (speed: 2 CPU threads, "
         f"{speed_date}, commit `{(speed.get('git') or {}).get('commit', '?')}`). GFLOPs = 2 × multiply-"
         "accumulates of one 256² RGB image (torch FlopCounterMode). All variants: NAFNet blocks "
         "enc [1,1,1,1], middle 1, dec [1,1,1,1].",

@@ -114,3 +114,13 @@ def test_detector_check_and_restored_dataset(tiny_demo, tmp_path, capsys):
     )
     assert [r.problems for r in check_dataset(out, show_progress=False)] == [[], []]
     assert main(["restore-dataset", str(tiny_demo), "-o", str(tiny_demo / "x"), "--degrade-only"]) == 2
+    argv = [
+        "restore-dataset",
+        str(tiny_demo),
+        "-o",
+        str(tmp_path / "d"),
+        "--degrade-only",
+        "--keep-input",
+        "0.3",
+    ]
+    assert main(argv) == 2 and not (tmp_path / "d").exists()

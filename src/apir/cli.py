@@ -197,6 +197,9 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
     from apir.evaluate.methods import resolve_method
     from apir.restore.dataset import restore_dataset
 
+    if args.degrade_only and args.keep_input:
+        raise ApirError("--keep-input applies to restoration; --degrade-only restores nothing")
+
     method = (
         None
         if args.degrade_only

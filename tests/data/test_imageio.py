@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from apir.data import imageformats, imageio
+from apir.data import imageformats
 from apir.data.imageio import (
     ImageInfo,
     list_images,
@@ -282,10 +282,10 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     info = read_info(bomb)  # header only: fine
     assert (info.width, info.height, info.channels) == (100_000, 100_000, 1)
     assert "too large" in _error(read_image, bomb)
-    monkeypatch.setenv(imageio.MAX_PIXELS_ENV, "10")
+    monkeypatch.setenv(imageformats.MAX_PIXELS_ENV, "10")
     write_image(tmp_path / "small.png", _u8())
     assert "too large" in _error(read_image, tmp_path / "small.png")
-    monkeypatch.delenv(imageio.MAX_PIXELS_ENV)
+    monkeypatch.delenv(imageformats.MAX_PIXELS_ENV)
     monkeypatch.setattr(imageformats, "MAX_PIXELS", 10)  # where the limit lives since the split
     assert "too large" in _error(read_mask, tmp_path / "small.png")
 

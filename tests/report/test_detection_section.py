@@ -116,3 +116,28 @@ def test_corrupt_map_figure_is_reported_not_copied(detection_runs, tmp_path):
     (broken / victim["path"]).write_bytes(b"not a png")
     text = write_report([detection_runs["identity"], broken], tmp_path / "r").read_text(encoding="utf-8")
     assert "figure skipped" in text
+
+
+def test_long_keys_get_distinct_files_and_paths_must_stay_inside(tmp_path):
+    from apir.data.imageio import write_image
+    from apir.report.detection import DetectionSet, detection_section
+
+    res = tmp_path / "res"
+    keys = [f"splicing_connectors/test/structural_anomalies/{i:03d}" for i in range(2)]
+    maps = []
+    for i, key in enumerate(keys):
+        write_image(res / "detection" / f"{i}.png", np.full((8, 8, 3), 40 * (i + 1), np.uint8))
+        maps.append({"key": key, "path": f"detection/{i}.png"})
+    write_image(tmp_path / "outside.png", np.zeros((8, 8, 3), np.uint8))
+    maps.append({"key": "x/test/crack/000", "path": "../outside.png"})
+    maps.append({"key": 7})  # malformed: ignored
+    cat = {"clean": {"pixel_auroc": 0.9}, "degraded": {}, "restored": {}, "maps": maps}
+    det = {"overall": {"clean": {"pixel_auroc": 0.9}}, "categories": {"splicing_connectors": cat}}
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    text = detection_section([DetectionSet("a", "#123456", res, det)], out, "5. x", max_maps=5)
+    srcs = re.findall(r"src='(detection/[^']+)'", text)
+    assert len(srcs) == 2 and len(set(srcs)) == 2
+    assert [read_image(out / s).rgb[0, 0, 0] for s in srcs] == pytest.approx([40 / 255, 80 / 255])
+    assert "outside the results folder" in text
+    assert not any("outside" in p.name for p in out.rglob("*.png"))

@@ -63,8 +63,6 @@ import tifffile
 
 from apir.data.imageformats import (
     FORMAT_NAME,
-    MAX_PIXELS,
-    MAX_PIXELS_ENV,
     BadFile,
     Header,
     bmp_header,
@@ -86,8 +84,6 @@ from apir.fsutil import atomic_write_bytes
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "MAX_PIXELS",
-    "MAX_PIXELS_ENV",
     "ImageInfo",
     "LoadedImage",
     "list_images",

@@ -52,13 +52,13 @@ from tqdm import tqdm
 from apir.data.datasets import EvalImageDataset, load_sample, to_hwc
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import write_image
-from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
+from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.detector import ReferenceDetector
 from apir.fsutil import atomic_write_bytes
 from apir.restore.functions import RestoreFn, check_restored
 
-__all__ = ["SCHEMA", "VARIANTS", "Detector", "detection_check", "frozen_threshold"]
+__all__ = ["SCHEMA", "VARIANTS", "DetectionRun", "Detector", "detection_check", "frozen_threshold"]
 
 SCHEMA = "apir.detection/1"
 VARIANTS = ("clean", "degraded", "restored")
@@ -292,6 +292,175 @@ def _variant_metrics(
     return out
 
 
+class DetectionRun:
+    """The detection check, one category at a time.
+
+    :func:`detection_check` drives it over a whole dataset; ``apir evaluate --detector`` drives it
+    category by category right after scoring that category, so the restored images are still in its
+    memo (each image restored once, with memory bounded by one category). Arguments as in
+    :func:`detection_check`.
+    """
+
+    def __init__(
+        self,
+        *,
+        restore_fn: RestoreFn,
+        pipeline: DegradationPipeline,
+        seed: int = 0,
+        max_per_category: int | None = None,
+        save_maps: int = 2,
+        out_dir: str | Path | None = None,
+        crop: int | None = None,
+        metric_size: int | None = 256,
+        detector_factory: Callable[[], Detector] | None = None,
+    ) -> None:
+        if not callable(restore_fn):
+            raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored")
+        if save_maps < 0:
+            raise ApirError(f"save_maps must be >= 0, got {save_maps}")
+        if max_per_category is not None and max_per_category < 1:
+            raise ApirError(f"max_per_category must be >= 1, got {max_per_category}")
+        if metric_size is not None and metric_size < 8:
+            raise ApirError(f"metric_size must be >= 8 px (or None for full resolution), got {metric_size}")
+        self.restore_fn = restore_fn
+        self.pipeline = pipeline
+        self.seed = seed
+        self.max_per_category = max_per_category
+        self.save_maps = save_maps
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.crop = crop
+        self.metric_size = metric_size
+        self.factory = detector_factory or ReferenceDetector
+        self.maps_root = (
+            _prepare_maps_dir(self.out_dir) if self.out_dir is not None and save_maps > 0 else None
+        )
+        self.results: dict[str, Any] = {}
+        self.skipped: dict[str, str] = {}
+        self.describe: Any = None
+
+    def tests_for(self, cat: Category) -> list[Sample]:
+        """The test images the check scores for ``cat`` ([] and a recorded reason if it is skipped)."""
+        tests = list(cat.test)
+        if self.max_per_category is not None:
+            tests = round_robin_by_type(tests)[: self.max_per_category]
+        if not cat.train:
+            self.skipped[cat.name] = "no train/good images to fit the detector on"
+            return []
+        if not tests:
+            self.skipped[cat.name] = "no test images"
+            return []
+        return tests
+
+    def run_category(self, cat: Category, tests: Sequence[Sample], bar: Any = None) -> None:
+        """Fit a detector on ``cat``'s clean train/good, score ``tests`` three ways, store the metrics."""
+        start = time.perf_counter()
+        detector = self.factory()
+        detector.fit([load_sample(s).image for s in cat.train])
+        if self.describe is None:
+            self.describe = detector.describe() if hasattr(detector, "describe") else type(detector).__name__
+        fit_seconds = time.perf_counter() - start
+        dataset = EvalImageDataset(list(tests), self.pipeline, seed=self.seed, crop=self.crop)
+        defective = [s for s in tests if not s.is_good]
+        to_save = (
+            {s.key for s in round_robin_by_type(defective)[: self.save_maps]} if self.maps_root else set()
+        )
+        pix: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+        img_scores: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        masks: list[np.ndarray] = []
+        good: list[bool] = []
+        rows = []
+        figures: list[tuple[Sample, dict, dict, np.ndarray]] = []
+        restore_seconds = 0.0
+        score_start = time.perf_counter()
+        for index, sample in enumerate(tests):
+            if bar is not None:
+                bar.set_postfix_str(cat.name, refresh=False)
+            item = dataset[index]
+            clean, degraded = to_hwc(item["clean"]), to_hwc(item["degraded"])
+            mask = item["mask"][0].numpy() > 0.5
+            sigma = float(fixed_params(self.pipeline, sample.key, self.seed).noise_sigma)
+            t0 = time.perf_counter()
+            restored = check_restored(self.restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
+            restore_seconds += time.perf_counter() - t0
+            images = {"clean": clean, "degraded": degraded, "restored": restored}
+            size = _metric_size(mask.shape, self.metric_size)
+            row: dict[str, Any] = {"key": sample.key, "defect_type": sample.defect_type}
+            for v in VARIANTS:
+                m = np.asarray(detector.score_map(images[v]), dtype=np.float32)
+                if m.shape != mask.shape:
+                    raise ApirError(
+                        f"{sample.key}: detector returned a {m.shape} map for a {mask.shape} image"
+                    )
+                row[v] = float(detector.image_score(m))
+                img_scores[v].append(row[v])
+                pix[v].append(_shrink(m, size))
+            small_mask = mask if size == mask.shape else _shrink(mask.astype(np.float32), size) >= 0.5
+            masks.append(small_mask)
+            good.append(sample.is_good)
+            rows.append(row)
+            if sample.key in to_save:
+                fig_images = {v: _shrink(images[v], size) for v in VARIANTS}
+                figures.append((sample, fig_images, {v: pix[v][-1] for v in VARIANTS}, small_mask))
+            if bar is not None:
+                bar.update(1)
+        score_seconds = time.perf_counter() - score_start - restore_seconds
+
+        # Thresholds from the clean images only, then frozen for the other two.
+        clean_defect = np.concatenate(
+            [p.ravel()[m.ravel()] for p, m in zip(pix["clean"], masks, strict=True)]
+        )
+        tau = frozen_threshold(clean_defect)
+        tau_img = frozen_threshold([s for s, g in zip(img_scores["clean"], good, strict=True) if not g])
+        metrics = _variant_metrics(pix, masks, good, img_scores, tau, tau_img)
+        entry: dict[str, Any] = {
+            "n_train": len(cat.train),
+            "n_good": int(sum(good)),
+            "n_defective": int(len(good) - sum(good)),
+            "pixel_threshold": tau,
+            "image_threshold": tau_img,
+            **metrics,
+            "auroc_preservation": _ratio(metrics["restored"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]),
+            "auroc_preservation_degraded": _ratio(
+                metrics["degraded"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]
+            ),
+            "image_auroc_preservation": _ratio(
+                metrics["restored"]["image_auroc"], metrics["clean"]["image_auroc"]
+            ),
+            "fit_seconds": fit_seconds,
+            "score_seconds": score_seconds,
+            "restore_seconds": restore_seconds,
+        }
+        saved = []
+        for sample, fig_images, fig_maps, small_mask in figures:
+            fig, lo, hi = _figure(fig_images, fig_maps, small_mask, tau)
+            rel = f"{MAPS_DIR}/{cat.name}/{sample.defect_type}/{sample.image.stem}.png"
+            write_image(self.out_dir / rel, fig)
+            saved.append({"key": sample.key, "path": rel, "vmin": lo, "vmax": hi})
+        entry["maps"] = saved
+        entry["images"] = rows
+        self.results[cat.name] = entry
+
+    def result(self) -> dict[str, Any]:
+        """The JSON-ready result of every category run so far (see :func:`detection_check`)."""
+        overall = _mean_tree(list(self.results.values())) if self.results else {}
+        overall["n_categories"] = len(self.results)
+        out = {
+            "schema": SCHEMA,
+            "detector": self.describe,
+            "degradation": self.pipeline.name,
+            "seed": int(self.seed),
+            "crop": self.crop,
+            "max_per_category": self.max_per_category,
+            "metric_size": self.metric_size,
+            "target_recall": TARGET_RECALL,
+            "conventions": dict(CONVENTIONS),
+            "categories": self.results,
+            "overall": overall,
+            "skipped": self.skipped,
+        }
+        return _nan_to_none(out)
+
+
 def detection_check(
     root: str | Path,
     *,
@@ -320,142 +489,28 @@ def detection_check(
     Returns ``{"schema", "detector", "degradation", "seed", ..., "categories": {name: metrics},
     "overall": means, "skipped": {name: reason}}`` with undefined values as None (see the module
     docstring for every metric). Categories without ``train/good`` images are skipped; if none is
-    left, or a category has no test image, that is an ApirError.
+    left, that is an ApirError.
     """
+    pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
     if not callable(restore_fn):
         raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored")
-    if save_maps < 0:
-        raise ApirError(f"save_maps must be >= 0, got {save_maps}")
-    if max_per_category is not None and max_per_category < 1:
-        raise ApirError(f"max_per_category must be >= 1, got {max_per_category}")
-    if metric_size is not None and metric_size < 8:
-        raise ApirError(f"metric_size must be >= 8 px (or None for full resolution), got {metric_size}")
-    pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
-    factory = detector_factory or ReferenceDetector
     cats = load_dataset(root, categories)
-    maps_root = _prepare_maps_dir(Path(out_dir)) if out_dir is not None and save_maps > 0 else None
-
-    plan = []
-    skipped: dict[str, str] = {}
-    for cat in cats:
-        tests = list(cat.test)
-        if max_per_category is not None:
-            tests = round_robin_by_type(tests)[:max_per_category]
-        if not cat.train:
-            skipped[cat.name] = "no train/good images to fit the detector on"
-        elif not tests:
-            skipped[cat.name] = "no test images"
-        else:
-            plan.append((cat, tests))
+    run = DetectionRun(
+        restore_fn=restore_fn,
+        pipeline=pipeline,
+        seed=seed,
+        max_per_category=max_per_category,
+        save_maps=save_maps,
+        out_dir=out_dir,
+        crop=crop,
+        metric_size=metric_size,
+        detector_factory=detector_factory,
+    )
+    plan = [(cat, tests) for cat in cats if (tests := run.tests_for(cat))]
     if not plan:
         raise ApirError(f"{root}: no category has both train/good and test images for the detection check")
-
-    describe = None
-    results: dict[str, Any] = {}
     total = sum(len(t) for _, t in plan)
     with tqdm(total=total, desc="detection check", unit="img", disable=not show_progress) as bar:
         for cat, tests in plan:
-            start = time.perf_counter()
-            detector = factory()
-            detector.fit([load_sample(s).image for s in cat.train])
-            if describe is None:
-                describe = detector.describe() if hasattr(detector, "describe") else type(detector).__name__
-            fit_seconds = time.perf_counter() - start
-            dataset = EvalImageDataset(tests, pipeline, seed=seed, crop=crop)
-            to_save = {s.key for s in round_robin_by_type([s for s in tests if not s.is_good])[:save_maps]}
-            pix: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
-            img_scores: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            masks: list[np.ndarray] = []
-            good: list[bool] = []
-            rows = []
-            figures: list[tuple[Sample, dict, dict, np.ndarray]] = []
-            restore_seconds = 0.0
-            score_start = time.perf_counter()
-            for index, sample in enumerate(tests):
-                bar.set_postfix_str(cat.name, refresh=False)
-                item = dataset[index]
-                clean, degraded = to_hwc(item["clean"]), to_hwc(item["degraded"])
-                mask = item["mask"][0].numpy() > 0.5
-                sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
-                t0 = time.perf_counter()
-                restored = check_restored(restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
-                restore_seconds += time.perf_counter() - t0
-                images = {"clean": clean, "degraded": degraded, "restored": restored}
-                size = _metric_size(mask.shape, metric_size)
-                full_maps = {}
-                row: dict[str, Any] = {"key": sample.key, "defect_type": sample.defect_type}
-                for v in VARIANTS:
-                    m = np.asarray(detector.score_map(images[v]), dtype=np.float32)
-                    if m.shape != mask.shape:
-                        raise ApirError(
-                            f"{sample.key}: detector returned a {m.shape} map for a {mask.shape} image"
-                        )
-                    full_maps[v] = m
-                    row[v] = float(detector.image_score(m))
-                    img_scores[v].append(row[v])
-                    pix[v].append(_shrink(m, size))
-                small_mask = mask if size == mask.shape else _shrink(mask.astype(np.float32), size) >= 0.5
-                masks.append(small_mask)
-                good.append(sample.is_good)
-                rows.append(row)
-                if maps_root is not None and sample.key in to_save:
-                    fig_images = {v: _shrink(images[v], size) for v in VARIANTS}
-                    fig_maps = {v: pix[v][-1] for v in VARIANTS}
-                    figures.append((sample, fig_images, fig_maps, small_mask))
-                bar.update(1)
-            score_seconds = time.perf_counter() - score_start - restore_seconds
-
-            # Thresholds from the clean images only, then frozen for the other two.
-            clean_defect = np.concatenate(
-                [p.ravel()[m.ravel()] for p, m in zip(pix["clean"], masks, strict=True)]
-            )
-            tau = frozen_threshold(clean_defect)
-            tau_img = frozen_threshold([s for s, g in zip(img_scores["clean"], good, strict=True) if not g])
-            metrics = _variant_metrics(pix, masks, good, img_scores, tau, tau_img)
-            entry: dict[str, Any] = {
-                "n_train": len(cat.train),
-                "n_good": int(sum(good)),
-                "n_defective": int(len(good) - sum(good)),
-                "pixel_threshold": tau,
-                "image_threshold": tau_img,
-                **metrics,
-                "auroc_preservation": _ratio(
-                    metrics["restored"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]
-                ),
-                "auroc_preservation_degraded": _ratio(
-                    metrics["degraded"]["pixel_auroc"], metrics["clean"]["pixel_auroc"]
-                ),
-                "image_auroc_preservation": _ratio(
-                    metrics["restored"]["image_auroc"], metrics["clean"]["image_auroc"]
-                ),
-                "fit_seconds": fit_seconds,
-                "score_seconds": score_seconds,
-                "restore_seconds": restore_seconds,
-            }
-            saved = []
-            for sample, fig_images, fig_maps, small_mask in figures:
-                fig, lo, hi = _figure(fig_images, fig_maps, small_mask, tau)
-                rel = f"{MAPS_DIR}/{cat.name}/{sample.defect_type}/{sample.image.stem}.png"
-                write_image(Path(out_dir) / rel, fig)
-                saved.append({"key": sample.key, "path": rel, "vmin": lo, "vmax": hi})
-            entry["maps"] = saved
-            entry["images"] = rows
-            results[cat.name] = entry
-
-    overall = _mean_tree(list(results.values()))
-    overall["n_categories"] = len(results)
-    out = {
-        "schema": SCHEMA,
-        "detector": describe,
-        "degradation": pipeline.name,
-        "seed": int(seed),
-        "crop": crop,
-        "max_per_category": max_per_category,
-        "metric_size": metric_size,
-        "target_recall": TARGET_RECALL,
-        "conventions": dict(CONVENTIONS),
-        "categories": results,
-        "overall": overall,
-        "skipped": skipped,
-    }
-    return _nan_to_none(out)
+            run.run_category(cat, tests, bar)
+    return run.result()

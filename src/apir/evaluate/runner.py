@@ -260,9 +260,24 @@ def evaluate(
         raise ApirError(f"{root}: no {split} images to evaluate")
     out = _prepare_out_dir(out_dir)
     label = label or method
+    detection = None
     if detector:
-        # The detection check restores the same degraded images again: do each one once.
+        from apir.evaluate.detection import DetectionRun
+
+        # The detection check restores the same degraded images again. It runs category by category
+        # right after each category is scored, from a memo cleared in between: every image is
+        # restored once, and the memo holds one category at most.
         restore_fn = MemoizedRestore(restore_fn)
+        detection = DetectionRun(
+            restore_fn=restore_fn,
+            pipeline=pipeline,
+            seed=seed,
+            max_per_category=max_per_category,
+            save_maps=detector_maps,
+            out_dir=out,
+            crop=crop,
+        )
+    by_name = {c.name: c for c in cats}
 
     rows: list[dict[str, Any]] = []
     with tqdm(total=total, desc=f"evaluate {label}", unit="img", disable=not show_progress) as bar:
@@ -315,6 +330,11 @@ def evaluate(
                 )
                 bar.update(1)
 
+            if detection is not None:
+                if tests := detection.tests_for(by_name[cat_name]):
+                    detection.run_category(by_name[cat_name], tests)
+                restore_fn.clear()
+
     results: dict[str, Any] = {
         "schema": SCHEMA,
         "label": label,
@@ -335,21 +355,12 @@ def evaluate(
         "apir_version": apir.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if detector:
-        from apir.evaluate.detection import detection_check
-
-        results["detection"] = detection_check(
-            root,
-            restore_fn=restore_fn,
-            degradation=pipeline,
-            seed=seed,
-            categories=categories,
-            max_per_category=max_per_category,
-            save_maps=detector_maps,
-            out_dir=out,
-            crop=crop,
-            show_progress=show_progress,
-        )
+    if detection is not None:
+        if not detection.results:
+            raise ApirError(
+                f"{root}: no category has both train/good and test images for the detection check"
+            )
+        results["detection"] = detection.result()
     results = _nan_to_none(results)
     try:
         atomic_write_bytes(out / CSV_FILE, _csv_bytes(rows))

@@ -25,6 +25,7 @@ from typing import Any
 
 from apir.data.imageio import read_image
 from apir.errors import ApirError
+from apir.fsutil import is_relative_to
 from apir.report.figures import INPUT_COLOR, Series, plot_category_bars
 from apir.report.formatting import e, fmt, num, slug, swatch
 
@@ -78,7 +79,8 @@ def _table(sets: list[DetectionSet]) -> str:
         tds = "".join(f"<td class='n'>{c}</td>" for c in cells)
         rows.append(f"<tr class='{cls}'><td>{swatch(color)}{e(label)}</td>{tds}</tr>")
 
-    row("clean (detector's reference)", CLEAN_COLOR, ref, "clean", 1.0, "input")
+    clean_auroc = _value(ref, "clean", "pixel_auroc")
+    row("clean (detector's reference)", CLEAN_COLOR, ref, "clean", 1.0 if clean_auroc else None, "input")
     row("degraded input", INPUT_COLOR, ref, "degraded", num(ref.get("auroc_preservation_degraded")), "input")
     for s in sets:
         o = s.detection["overall"]
@@ -109,11 +111,30 @@ def _chart(sets: list[DetectionSet], out: Path) -> None:
     )
 
 
+def _figure_path(results_dir: Path, rel: Any) -> Path:
+    """A map figure's file, which must lie inside its results folder (metrics.json can be edited)."""
+    if not isinstance(rel, str) or not rel:
+        raise ApirError("no figure path recorded")
+    path = (results_dir / rel).resolve()
+    if not is_relative_to(path, results_dir.resolve()):
+        raise ApirError(f"{rel}: outside the results folder")
+    return path
+
+
+def _maps_of(detection: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{image key: map entry} over all categories; malformed entries are left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for cat in detection["categories"].values():
+        maps = cat.get("maps")
+        for m in maps if isinstance(maps, list) else []:
+            if isinstance(m, dict) and isinstance(m.get("key"), str):
+                out[m["key"]] = m
+    return out
+
+
 def _maps(sets: list[DetectionSet], folder: Path, max_maps: int) -> str:
     """Figures of the images every set drew maps for, copied into the report, side by side per image."""
-    by_set = [
-        {m["key"]: m for cat in s.detection["categories"].values() for m in cat.get("maps", [])} for s in sets
-    ]
+    by_set = [_maps_of(s.detection) for s in sets]
     common = [k for k in by_set[0] if all(k in b for b in by_set[1:])][:max_maps]
     if not common:
         return (
@@ -121,12 +142,13 @@ def _maps(sets: list[DetectionSet], folder: Path, max_maps: int) -> str:
             "with <code>--detector-maps</code> above 0 on the same data).</p>"
         )
     out = []
-    for key in common:
+    for j, key in enumerate(common, 1):
         out.append(f"<h3>{e(key)}</h3><div class='figs'>")
         for i, (s, maps) in enumerate(zip(sets, by_set, strict=True), 1):
-            src = s.path / maps[key]["path"]
-            rel = f"detection/{i}-{slug(s.label)}/{slug(key.replace('/', '_'))}.png"
+            # Numbered, since slugs of long keys can coincide.
+            rel = f"detection/{i}-{slug(s.label)}/{j:03d}-{slug(key.replace('/', '_'))}.png"
             try:
+                src = _figure_path(s.path, maps[key].get("path"))
                 read_image(src)  # a corrupt or missing figure is reported, never copied
             except ApirError as err:
                 out.append(f"<p class='warn'>{e(s.label)}: figure skipped ({e(str(err))})</p>")
@@ -141,6 +163,16 @@ def _maps(sets: list[DetectionSet], folder: Path, max_maps: int) -> str:
     return "\n".join(out)
 
 
+def _usable(detection: Any) -> bool:
+    """A detection result with the parts the section reads (anything else is treated as absent)."""
+    return (
+        isinstance(detection, dict)
+        and isinstance(detection.get("overall"), dict)
+        and isinstance(detection.get("categories"), dict)
+        and all(isinstance(c, dict) for c in detection["categories"].values())
+    )
+
+
 def _detector_name(described: Any) -> str:
     if isinstance(described, dict):
         return str(described.get("name") or "see docs/anomaly-detection.md")
@@ -149,9 +181,7 @@ def _detector_name(described: Any) -> str:
 
 def detection_section(sets: list[DetectionSet], folder: Path, heading: str, max_maps: int = 3) -> str:
     """The section's HTML ('' when no set has a detection result); writes its chart and map copies."""
-    with_det = [
-        s for s in sets if isinstance(s.detection, dict) and isinstance(s.detection.get("overall"), dict)
-    ]
+    with_det = [s for s in sets if _usable(s.detection)]
     if not with_det:
         return ""
     without = [s.label for s in sets if s not in with_det]
@@ -165,7 +195,8 @@ def detection_section(sets: list[DetectionSet], folder: Path, heading: str, max_
         "images. Thresholds are fixed on the clean images at 95% recall and frozen. "
         "<b>AUROC preservation</b> = restored / clean pixel AUROC (1 = restoration lost nothing the "
         "detector uses); the degraded input's ratio is the baseline a restorer must beat. False alarms "
-        "on restored good images should stay near the clean rate.</p>",
+        "on restored good images should stay near the clean rate. Each set's numbers are over the "
+        "images it was evaluated on (the clean and degraded rows: the first set's).</p>",
     ]
     if without:
         parts.append(

@@ -144,9 +144,9 @@ def plot_category_bars(
             linewidth=0,
         )
     lo, hi = min(vals), max(vals)
-    if reference is not None:
-        hi = max(hi, reference[0])
-    span = max(hi - lo, 1e-6)
+    if reference is not None:  # on the axis, wherever it lies (text far off-axis overflows the renderer)
+        lo, hi = min(lo, reference[0]), max(hi, reference[0])
+    span = max(hi - lo, 0.05 * abs(hi), 1e-6)  # equal values still get a readable axis
     if start_at_zero or lo <= 0:
         ax.set_ylim(min(0.0, lo), hi + 0.1 * span)
     else:

@@ -32,11 +32,12 @@ def check_restored(out: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
 class MemoizedRestore:
     """A restore function that remembers its outputs, keyed by the input's bytes and σ.
 
-    Why: ``apir evaluate --detector`` restores every test image once for the metrics and again inside
-    the detection check (which works per category and must not depend on the evaluator's order);
-    for CBM3D, seconds per image, that doubled the run. Outputs are kept up to ``max_bytes`` (1 GiB by
-    default: about 1 300 RGB images of 256², or 80 of 1024², as float32); past that, calls simply go
-    through, so memory stays bounded on large datasets. Returns copies, so callers may modify them.
+    Why: ``apir evaluate --detector`` needs every test image restored for the metrics and again
+    inside the detection check; for CBM3D, seconds per image, that doubled the run. The evaluator
+    runs the check per category right after scoring it and then calls :meth:`clear`, so the memo
+    holds one category's outputs. ``max_bytes`` (1 GiB by default: about 1 300 RGB images of 256², or
+    80 of 1024², as float32) bounds it anyway: past it, calls simply go through (restored twice).
+    Returns copies, so callers may modify them.
     """
 
     def __init__(self, fn: RestoreFn, max_bytes: int = 1 << 30) -> None:
@@ -46,6 +47,11 @@ class MemoizedRestore:
         self.calls = 0
         self._stored = 0
         self._cache: dict[tuple[str, tuple[int, ...], str, float], np.ndarray] = {}
+
+    def clear(self) -> None:
+        """Forget every stored output (the counters stay)."""
+        self._cache.clear()
+        self._stored = 0
 
     def __call__(self, image: np.ndarray, sigma: float) -> np.ndarray:
         image = np.ascontiguousarray(image)

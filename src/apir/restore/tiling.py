@@ -12,9 +12,11 @@ How tiles are placed (and why tiled output matches whole-image output):
   multiples of ``size_multiple`` too, so every tile sees the *same* downsampling grid as the whole
   image would (a U-Net run on a tile shifted by one pixel computes something else), and no tile
   needs internal padding.
-* Tiles are ``tile`` pixels (rounded down to a multiple of ``size_multiple``, but at least
-  ``overlap + size_multiple``, see :func:`tile_size`), or the whole padded axis when the image is
-  smaller; all tiles have the same size, so they can be batched. Starts are spaced so neighbours
+* ``tile`` is an upper bound (rounded down to a multiple of ``size_multiple``, but at least
+  ``overlap + size_multiple``, see :func:`tile_size`): each axis gets the fewest tiles of at most
+  that length, and then the shortest length that still covers it with that many tiles (equal
+  splits, so no tile computes mostly overlap), or the whole padded axis when the image is smaller;
+  all tiles have the same size, so they can be batched. Starts are spaced so neighbours
   overlap by at least ``overlap`` pixels; the last tile is flush with the (padded) border.
 * Each tile's output is weighted by a separable window and the weighted sum is divided by the summed
   weights. On every side that borders another tile, over the band where the two overlap, the weight
@@ -374,6 +376,7 @@ def restore_rgb(
     (``benchmarks/results/quality_demo.md`` measures the curve); it is applied here, once, so files,
     arrays and evaluation all get the same blend.
     """
+    k = check_keep_input(keep_input)
     in_channels = int(getattr(model, "in_channels", 3))
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
     if in_channels == 1:
@@ -388,7 +391,6 @@ def restore_rgb(
     elif y.shape[1] != 3:
         raise ApirError(f"the model returned {y.shape[1]} channels; expected 3 (RGB) or 1 (gray)")
     out = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
-    k = check_keep_input(keep_input)
     if k:
         out += np.float32(k) * (np.asarray(rgb, dtype=np.float32) - out)
     return out

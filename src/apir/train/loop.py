@@ -296,7 +296,12 @@ def _train(
         saved = run_dir / "config.yaml"
         text = dump_config(config)
         if resume and saved.is_file() and saved.read_text() != text:
-            log.info("config changed on resume; previous:\n%s", saved.read_text())
+            # The config the earlier epochs ran with stays on record beside the new one.
+            before = run_dir / f"config.before-epoch-{start_epoch + 1}.yaml"
+            atomic_write_bytes(before, saved.read_bytes())
+            log.info(
+                "config changed on resume at epoch %d; the previous one is %s", start_epoch + 1, before.name
+            )
         atomic_write_bytes(saved, text.encode())
 
     net: nn.Module = model
