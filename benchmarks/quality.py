@@ -332,6 +332,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="device for the learned models (auto/cpu/cuda)")
     ap.add_argument("--threads", type=int, help="torch/OpenCV threads (default: library defaults)")
     ap.add_argument(
+        "--plot-only",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only redraw the trade-off curve of an earlier run's JSON (next to it, as <stem>_tradeoff.png)",
+    )
+    ap.add_argument(
         "--blend",
         type=float,
         nargs="*",
@@ -353,6 +359,13 @@ def _method_path(spec: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot_only is not None:
+        import json
+
+        scores = json.loads(args.plot_only.read_text())["scores"]
+        out = plot_tradeoff(scores, args.plot_only.with_name(f"{args.plot_only.stem}_tradeoff.png"))
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     if args.threads:
         import cv2
         import torch
@@ -654,6 +667,13 @@ def plot_tradeoff(scores: dict[str, dict[str, dict[str, Any]]], out: Path) -> Pa
     if not presets:
         return None
     fig = Figure(figsize=(4.2 * len(presets), 4.0), layout="constrained")
+    # One colour per method in every panel; tab10's first blue is the default model's line.
+    palette = matplotlib.colormaps["tab10"]
+    others = [
+        n for n in dict.fromkeys(n for by in scores.values() for n in by) if not n.startswith("default")
+    ]
+    colors = {n: palette((i + 1) % 10) for i, n in enumerate(others)}
+    colors["default"] = palette(0)
     axes = fig.subplots(1, len(presets), squeeze=False)[0]
     for ax, preset in zip(axes, presets, strict=True):
         by = scores[preset]
@@ -679,7 +699,9 @@ def plot_tradeoff(scores: dict[str, dict[str, dict[str, Any]]], out: Path) -> Pa
                 continue
             if s.get("psnr") is None or s.get("psnr_defect") is None:
                 continue
-            ax.scatter(s["psnr"], s["psnr_defect"], s=30, zorder=4, label=LABELS.get(name, name))
+            ax.scatter(
+                s["psnr"], s["psnr_defect"], s=30, zorder=4, label=LABELS.get(name, name), color=colors[name]
+            )
         ax.set_title(preset, fontsize=10)
         ax.set_xlabel("PSNR, whole image (dB)")
         ax.set_ylabel("PSNR inside the defect (dB)")
