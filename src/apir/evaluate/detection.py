@@ -492,8 +492,6 @@ def detection_check(
     left, that is an ApirError.
     """
     pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
-    if not callable(restore_fn):
-        raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored")
     cats = load_dataset(root, categories)
     run = DetectionRun(
         restore_fn=restore_fn,
