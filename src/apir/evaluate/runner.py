@@ -332,6 +332,7 @@ def evaluate(
 
             if detection is not None:
                 if tests := detection.tests_for(by_name[cat_name]):
+                    bar.set_postfix_str(f"{cat_name}: detection check")
                     detection.run_category(by_name[cat_name], tests)
                 restore_fn.clear()
 
