@@ -416,8 +416,9 @@ def plan_jobs(args: argparse.Namespace, model_info: dict[str, dict[str, Any]]) -
                         continue
                     multiple = model_info[name]["size_multiple"]
                     padded = -(-size // multiple) * multiple
-                    _, _, starts = plan_tiles(padded, padded, args.tile, args.overlap, multiple)
+                    th, tw, starts = plan_tiles(padded, padded, args.tile, args.overlap, multiple)
                     job["tiles"] = len(starts)
+                    job["tile_shape"] = [th, tw]
                 jobs.append(job)
     return jobs, skipped
 
@@ -510,7 +511,9 @@ def backend_label(row: dict[str, Any], args: argparse.Namespace) -> str:
         return "ONNX Runtime" + (" (CUDA, fp32)" if gpu else "")
     eager = "PyTorch eager" + (" bf16" if gpu else "")
     if row["backend"] == "torch-tiled":
-        return f"{eager}, {row['tiles']} tiles {args.tile}²/{args.overlap}"
+        shape = row.get("tile_shape")
+        tile = f"{shape[0]}×{shape[1]}" if shape else f"≤{args.tile}²"
+        return f"{eager}, {row['tiles']} tiles of {tile} (--tile {args.tile}, overlap {args.overlap})"
     return eager
 
 
