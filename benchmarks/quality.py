@@ -677,10 +677,11 @@ def plot_tradeoff(scores: dict[str, dict[str, dict[str, Any]]], out: Path) -> Pa
     axes = fig.subplots(1, len(presets), squeeze=False)[0]
     for ax, preset in zip(axes, presets, strict=True):
         by = scores[preset]
-        curve = sorted([(0.0, by["default"])] if "default" in by else [], key=lambda t: t[0]) + sorted(
-            (float(name.split("+")[1].split("·")[0]), s)
+        # Method names are "default" (k = 0) and f"default+{k:g}·input" (see main).
+        curve = sorted(
+            (0.0 if name == "default" else float(name.split("+")[1].split("·")[0]), s)
             for name, s in by.items()
-            if name.startswith("default+")
+            if name == "default" or name.startswith("default+")
         )
         if len(curve) > 1:
             xs = [s["psnr"] for _, s in curve]
