@@ -27,7 +27,19 @@ def _cmd_data_demo(args: argparse.Namespace) -> int:
 def _cmd_data_corpus(args: argparse.Namespace) -> int:
     from apir.data.corpus import build_training_corpus
 
-    out = build_training_corpus(args.out, tile=args.tile, force=args.force)
+    debian = [] if args.bundled_only else args.debian
+    out = build_training_corpus(
+        args.out,
+        tile=args.tile,
+        force=args.force,
+        debian=debian,
+        cache=args.cache,
+        offline=args.offline,
+        unseen=args.unseen,
+        holdout=args.holdout,
+        seed=args.seed,
+        warn=lambda msg: print(msg, file=sys.stderr),
+    )
     print(f"training corpus written to {out}")
     return 0
 
@@ -113,6 +125,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         batch=args.batch,
         overwrite=args.overwrite,
         keep_input=args.keep_input,
+        noise_level=args.noise_level,
+        strength=args.strength,
     )
     print(summary.describe())
     return 0 if summary.ok else 1
@@ -142,6 +156,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         tile=args.tile,
         label=args.label,
         keep_input=args.keep_input,
+        noise_level=args.noise_level,
+        strength=args.strength,
     )
     result = evaluate(
         args.data,
@@ -242,6 +258,33 @@ def _add_keep_input(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _evaluate_noise_level(text: str) -> float | str:
+    if text == "true":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a σ (0-255) or 'true', got {text!r}") from None
+
+
+def _add_level_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
+    p.add_argument(
+        "--noise-level",
+        type=_evaluate_noise_level if evaluate else float,
+        metavar="SIGMA",
+        help="noise σ on the 0-255 scale for noise-level-aware models (default: estimated from each "
+        "image)" + ("; 'true' = each degradation's own σ, as CBM3D gets it" if evaluate else ""),
+    )
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="multiplies the noise level: < 1 keeps more of the input (and of faint defects), > 1 "
+        "smooths more (default 1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apir",
@@ -261,10 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing demo dataset at OUT")
     p.set_defaults(func=_cmd_data_demo)
 
-    p = data_sub.add_parser("corpus", help="build the default model's training corpus (bundled images)")
+    p = data_sub.add_parser(
+        "corpus",
+        help="build the default model's training corpus (bundled + Debian pictures) and the unseen set",
+    )
     p.add_argument("out", type=Path, help="folder to create")
-    p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
-    p.add_argument("--force", action="store_true", help="replace an existing corpus at OUT")
+    p.add_argument("--tile", type=int, default=256, help="bundled pictures' tile side (default 256)")
+    p.add_argument(
+        "--debian",
+        nargs="+",
+        metavar="PKG",
+        help="Debian packages to take pictures from (default: all known; see docs/data.md)",
+    )
+    p.add_argument("--bundled-only", action="store_true", help="only the pictures bundled in PyPI packages")
+    p.add_argument("--cache", type=Path, help="package cache (default $APIR_CACHE or ~/.cache/apir)")
+    p.add_argument("--offline", action="store_true", help="use only packages already in the cache")
+    p.add_argument("--unseen", type=Path, help="where the held-out benchmark set goes (default OUT_unseen)")
+    p.add_argument("--holdout", type=float, default=0.12, help="share of pictures held out (default 0.12)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hold-out split and unseen defects")
+    p.add_argument("--force", action="store_true", help="replace a corpus (and unseen set) apir built")
     p.set_defaults(func=_cmd_data_corpus)
 
     p = data_sub.add_parser("check", help="report counts and every problem in an MVTec-layout dataset")
@@ -312,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default 1)")
     _add_keep_input(p)
+    _add_level_options(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -346,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the reference anomaly detector on clean, degraded and restored images",
     )
     _add_keep_input(p)
+    _add_level_options(p, evaluate=True)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("restore-dataset", help="an MVTec-layout copy with degraded-then-restored images")

@@ -11,7 +11,9 @@ from apir.errors import ApirError
 
 
 def test_corpus_layout_and_licences(tmp_path):
-    out = build_training_corpus(tmp_path / "c", tile=96, sources=["coins", "hopper"], show_progress=False)
+    out = build_training_corpus(
+        tmp_path / "c", tile=96, sources=["coins", "hopper"], show_progress=False, debian=[]
+    )
     cats = load_dataset(out)
     assert [c.name for c in cats] == ["coins", "hopper"]
     for c in cats:
@@ -21,6 +23,6 @@ def test_corpus_layout_and_licences(tmp_path):
     assert "public domain" in info["sources"]["hopper"]["licence"]
     assert all(src.licence for src in CORPUS_SOURCES.values())
     with pytest.raises(ApirError, match="already exists"):
-        build_training_corpus(out, sources=["coins"], show_progress=False)
+        build_training_corpus(out, sources=["coins"], show_progress=False, debian=[])
     with pytest.raises(ApirError, match="unknown corpus source"):
-        build_training_corpus(tmp_path / "d", sources=["nope"], show_progress=False)
+        build_training_corpus(tmp_path / "d", sources=["nope"], show_progress=False, debian=[])

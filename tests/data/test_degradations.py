@@ -23,7 +23,7 @@ from apir.errors import ApirError
 
 SHIPPED = [
     "none", "noise15", "noise25", "noise50", "blur1_noise15", "motion9_noise10", "motion7_noise10",
-    "poisson", "blind", "paper",
+    "poisson", "blind", "paper", "blind_level",
 ]  # fmt: skip
 
 

@@ -1,20 +1,31 @@
-"""The training corpus of apir's shipped default model, built offline from images inside installed packages.
+"""The training corpus of apir's shipped default model, and the unseen benchmark set held out of it.
 
-A model that ships inside the package must be trainable again by anyone, offline, with one command.
-Its training images therefore come from freely licensed pictures bundled in PyPI packages that apir
-already depends on: the demo dataset's scikit-image sources plus a few more scikit-image pictures,
-matplotlib's Grace Hopper portrait and scikit-learn's two sample photographs. Each source becomes one
-MVTec-layout category with ``train/good`` crops only (256² tiles at full and half scale, so image
-noise and JPEG artefacts of the originals are reduced and every source contributes in proportion to
-its size); the trainer adds synthetic defects and degradations on the fly.
+A model that ships inside the package must be trainable again by anyone with one command. Its
+training images are freely licensed pictures from two places:
+
+* **bundled**: pictures inside PyPI packages apir already depends on (the demo dataset's scikit-image
+  sources, a few more scikit-image pictures, matplotlib's Grace Hopper, scikit-learn's two photos).
+  Each becomes one category of 256² tiles at full and half scale. Sixteen pictures are far too few
+  to generalise (the field notes' "Generalisation"), so they are only a small part of the corpus;
+* **debian**: about a thousand photographs and photographic material textures inside Debian packages
+  (:mod:`apir.data.debian`), fetched into a cache by ``apt-get download`` + ``dpkg -x``, filtered
+  image by image (:mod:`apir.data.picture_filter`), downscaled ×2 to suppress compression and
+  sharpening artefacts, de-duplicated, and cut into tiles of at most 512² (so a large photo weighs in
+  proportion to its area). Every picture's package, version, path and licence go to
+  ``corpus_info.json``.
+
+Whole pictures — whole texture families — are held out by a seeded hash, for photos and textures
+separately, and become the unseen MVTec-layout benchmark set (:mod:`apir.data.unseen`); no tile of a
+held-out picture is in the training folders. The trainer adds defects and degradations on the fly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,9 +33,12 @@ import numpy as np
 from skimage import data as skdata
 from tqdm import tqdm
 
+from apir.data.debian import DEBIAN_SOURCES, RESERVED_PACKAGES, list_package_files, unpack_package
 from apir.data.demo import DEMO_SOURCES
 from apir.data.imageio import read_image, write_image
 from apir.data.mvtec import GOOD
+from apir.data.picture_filter import dhash, downscale, family, judge, near_duplicates
+from apir.data.unseen import build_unseen_set
 from apir.errors import ApirError
 
 
@@ -79,37 +93,115 @@ def _tiles(image: np.ndarray, tile: int, stride: int, max_tiles: int) -> list[np
     return [tiles[i] for i in sorted(set(keep))]
 
 
-def build_training_corpus(
-    out: str | Path,
-    tile: int = 256,
-    scales: tuple[float, ...] = (1.0, 0.5),
-    max_tiles: int = 12,
-    sources: list[str] | None = None,
-    force: bool = False,
-    show_progress: bool = True,
-) -> Path:
-    """Write the corpus (one category per source, ``train/good`` tiles) and a ``corpus_info.json``."""
-    out = Path(out)
-    names = sources or list(CORPUS_SOURCES)
-    unknown = sorted(set(names) - set(CORPUS_SOURCES))
-    if unknown:
-        raise ApirError(
-            f"unknown corpus source(s) {', '.join(unknown)} (available: {', '.join(CORPUS_SOURCES)})"
+MAX_TILE = 512  # Debian pictures are cut into tiles of at most this side (equal splits per axis)
+MIN_UNSEEN_PICTURES = 60
+
+
+def default_cache() -> Path:
+    """Where fetched Debian packages live: ``$APIR_CACHE`` or ``$XDG_CACHE_HOME/apir`` (``~/.cache``)."""
+    import os
+
+    base = (
+        os.environ.get("APIR_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apir"
+    )
+    return Path(base) / "debian"
+
+
+@dataclass
+class Picture:
+    """One usable Debian picture, downscaled, with everything ``corpus_info.json`` records about it."""
+
+    id: str
+    package: str
+    version: str
+    path: str
+    licence: str
+    kind: str
+    family: str
+    sha256: str
+    quality: int | None
+    source_shape: list[int]
+    image: np.ndarray = field(repr=False)
+    split: str = "train"
+    duplicate_of: str | None = None
+
+
+def _equal_tiles(image: np.ndarray, max_side: int) -> list[np.ndarray]:
+    """Non-overlapping tiles of at most ``max_side``, the image split into equal parts per axis."""
+    h, w = image.shape[:2]
+    ny, nx = -(-h // max_side), -(-w // max_side)
+    ys = np.linspace(0, h, ny + 1).round().astype(int)
+    xs = np.linspace(0, w, nx + 1).round().astype(int)
+    return [image[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] for i in range(ny) for j in range(nx)]
+
+
+def _collect_debian(
+    packages: list[str], cache: Path, offline: bool, warn: Callable[[str], None], show_progress: bool
+) -> tuple[list[Picture], dict[str, dict]]:
+    pictures: list[Picture] = []
+    summary: dict[str, dict] = {}
+    for name in packages:
+        try:
+            root, version = unpack_package(name, cache, offline=offline)
+        except ApirError as e:
+            warn(f"warning: debian package {name} cannot be had ({e}); the corpus is built without it")
+            summary[name] = {"error": str(e)}
+            continue
+        files = list_package_files(name, root, version)
+        rejected: dict[str, int] = {}
+        usable = 0
+        for f in tqdm(files, desc=name, unit="file", disable=not show_progress, leave=False):
+            data = f.read_bytes()
+            verdict = judge(f.path, data)
+            if not verdict.usable:
+                reason = verdict.reason.split(" (")[0] if verdict.reason else "?"
+                rejected[reason] = rejected.get(reason, 0) + 1
+                continue
+            usable += 1
+            sha = hashlib.sha256(data).hexdigest()
+            fam = family(f.path)
+            pictures.append(
+                Picture(
+                    id=f"{fam[:24]}_{sha[:8]}".replace(" ", "_"),
+                    package=name,
+                    version=version,
+                    path=f.path,
+                    licence=f.licence,
+                    kind=DEBIAN_SOURCES[name].kind,
+                    family=fam if DEBIAN_SOURCES[name].kind == "texture" else f.path,
+                    sha256=sha,
+                    quality=verdict.quality,
+                    source_shape=list(verdict.image.shape),
+                    image=downscale(verdict.image),
+                )
+            )
+        summary[name] = {"version": version, "candidates": len(files), "usable": usable, "rejected": rejected}
+    return pictures, summary
+
+
+def _hold_out(pictures: list[Picture], fraction: float, seed: int) -> None:
+    """Mark whole families as ``unseen``, per kind, until each kind has ``fraction`` of its pictures."""
+    for kind in sorted({p.kind for p in pictures}):
+        members = [p for p in pictures if p.kind == kind and p.duplicate_of is None]
+        families = sorted(
+            {(p.package, p.family) for p in members},
+            key=lambda pf: hashlib.sha256(f"{seed}/{pf[0]}/{pf[1]}".encode()).hexdigest(),
         )
-    if out.exists():
-        if not (force and (out / "corpus_info.json").is_file()):
-            raise ApirError(f"{out}: already exists (pass --force to rebuild a corpus folder)")
-        shutil.rmtree(out)
-    staging = out.with_name(f".{out.name}.building")
-    shutil.rmtree(staging, ignore_errors=True)
-    info: dict = {
-        "generator": "apir data corpus",
-        "tile": tile,
-        "scales": list(scales),
-        "max_tiles": max_tiles,
-        "sources": {},
-    }
-    for name in tqdm(names, desc="corpus", unit="src", disable=not show_progress):
+        target = max(3, round(fraction * len(members))) if members else 0
+        held = 0
+        for package, fam in families:
+            if held >= target:
+                break
+            for p in members:
+                if (p.package, p.family) == (package, fam):
+                    p.split = "unseen"
+                    held += 1
+
+
+def _write_bundled(staging: Path, names: list[str], tile: int, scales, max_tiles: int, show_progress) -> dict:
+    sources = {}
+    for name in tqdm(names, desc="bundled", unit="src", disable=not show_progress):
         image = np.asarray(CORPUS_SOURCES[name].loader())
         if image.ndim == 3:
             image = image[..., :3]
@@ -125,11 +217,115 @@ def build_training_corpus(
                     staging / name / "train" / GOOD / f"s{int(scale * 100):03d}_{count:04d}.png", crop
                 )
                 count += 1
-        info["sources"][name] = {
-            "licence": CORPUS_SOURCES[name].licence,
-            "shape": list(image.shape),
-            "tiles": count,
-        }
+        sources[name] = {"licence": CORPUS_SOURCES[name].licence, "shape": list(image.shape), "tiles": count}
+    return sources
+
+
+def _prepare(folder: Path, marker: str, force: bool) -> Path:
+    """A fresh staging folder beside ``folder``; refuses to replace anything apir did not build."""
+    if folder.exists() and not (force and (folder / marker).is_file()):
+        raise ApirError(f"{folder}: already exists (pass --force to rebuild a folder apir built)")
+    staging = folder.with_name(f".{folder.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
+
+
+def build_training_corpus(
+    out: str | Path,
+    tile: int = 256,
+    scales: tuple[float, ...] = (1.0, 0.5),
+    max_tiles: int = 12,
+    sources: list[str] | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+    debian: list[str] | None = None,
+    cache: str | Path | None = None,
+    offline: bool = False,
+    unseen: str | Path | None = None,
+    holdout: float = 0.12,
+    seed: int = 0,
+    warn: Callable[[str], None] = print,
+) -> Path:
+    """Write the corpus (one category per source, ``train/good`` tiles), ``corpus_info.json``, and the
+    unseen benchmark set built from held-out Debian pictures (default ``<out>_unseen``).
+
+    ``debian``: package names (default all of :data:`DEBIAN_SOURCES`; ``[]`` for bundled pictures
+    only). A package that cannot be fetched is reported by ``warn`` in one line and left out.
+    """
+    out = Path(out)
+    names = list(CORPUS_SOURCES) if sources is None else sources
+    unknown = sorted(set(names) - set(CORPUS_SOURCES))
+    if unknown:
+        raise ApirError(
+            f"unknown corpus source(s) {', '.join(unknown)} (available: {', '.join(CORPUS_SOURCES)})"
+        )
+    packages = list(DEBIAN_SOURCES) if debian is None else debian
+    reserved = sorted(set(packages) & RESERVED_PACKAGES)
+    if reserved:
+        raise ApirError(
+            f"{', '.join(reserved)}: reserved for independent evaluation of apir, never trained on"
+        )
+    unknown = sorted(set(packages) - set(DEBIAN_SOURCES))
+    if unknown:
+        raise ApirError(f"unknown debian source(s) {', '.join(unknown)} (known: {', '.join(DEBIAN_SOURCES)})")
+    if not 0.0 < holdout < 0.5:
+        raise ApirError(f"holdout must be in (0, 0.5), got {holdout}")
+    unseen_dir = Path(unseen) if unseen is not None else out.with_name(f"{out.name}_unseen")
+    staging = _prepare(out, "corpus_info.json", force)
+    unseen_staging = _prepare(unseen_dir, "unseen_info.json", force) if packages else None
+
+    info: dict = {
+        "generator": "apir data corpus",
+        "schema": "apir.corpus/2",
+        "seed": seed,
+        "tile": tile,
+        "scales": list(scales),
+        "max_tiles": max_tiles,
+        "sources": _write_bundled(staging, names, tile, scales, max_tiles, show_progress),
+    }
+    pictures, summary = _collect_debian(
+        packages, Path(cache) if cache else default_cache(), offline, warn, show_progress
+    )
+    duplicates = near_duplicates([dhash(p.image) for p in pictures])
+    for p, dup in zip(pictures, duplicates, strict=True):
+        if dup is not None:
+            p.duplicate_of = pictures[dup].id
+            p.split = "duplicate"
+    _hold_out(pictures, holdout, seed)
+    for p in pictures:
+        if p.split == "train":
+            for k, part in enumerate(_equal_tiles(p.image, MAX_TILE)):
+                write_image(staging / p.package / "train" / GOOD / f"{p.id}_t{k:02d}.png", part)
+    held = [p for p in pictures if p.split == "unseen"]
+    if unseen_staging is not None and not held:  # no Debian picture could be had: no unseen set
+        shutil.rmtree(unseen_staging)
+        unseen_staging = None
+    if unseen_staging is not None:
+        by_package: dict[str, list[tuple[str, np.ndarray]]] = {}
+        for p in held:
+            by_package.setdefault(p.package, []).append((p.id, p.image))
+        build_unseen_set(unseen_staging, by_package, seed=seed)
+        if len(held) < MIN_UNSEEN_PICTURES:
+            want = MIN_UNSEEN_PICTURES
+            warn(f"warning: only {len(held)} pictures held out for the unseen set (want >= {want})")
+    info["debian"] = {
+        "packages": summary,
+        "holdout": holdout,
+        "unseen_dir": str(unseen_dir) if unseen_staging is not None else None,
+        "pictures": [
+            {k: v for k, v in vars(p).items() if k != "image"} | {"shape": list(p.image.shape)}
+            for p in pictures
+        ],
+    }
     (staging / "corpus_info.json").write_text(json.dumps(info, indent=2))
-    staging.rename(out)
+    if unseen_staging is not None:
+        _publish(unseen_staging, unseen_dir)
+    _publish(staging, out)
     return out

@@ -10,8 +10,9 @@ Defects are small, so uniformly sampled patches rarely contain one; ``defect_rat
 taken from images that have a real mask are centred on a random defect pixel instead.
 
 Each item is a dict of float32 tensors: ``degraded``, ``clean`` and ``original`` (C×P×P, the last being
-the defect-free image where known, else equal to ``clean``), ``mask`` (1×P×P, 1 inside the defect) and
-``has_defect`` (scalar).
+the defect-free image where known, else equal to ``clean``), ``mask`` (1×P×P, 1 inside the defect),
+``level`` (1×P×P, the per-pixel σ of the added noise on the 0-1 scale, the input of noise-level-aware
+models) and ``has_defect`` (scalar).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from apir.data.defects import DEFECT_KINDS, random_defect
-from apir.data.degradations import DegradationPipeline, fixed_params
+from apir.data.degradations import DegradationPipeline, apply_params_with_level, fixed_params
 from apir.data.imageio import read_image, read_mask
 from apir.data.mvtec import Sample
 from apir.errors import ApirError
@@ -108,11 +109,13 @@ def _add_defect(
     return image.astype(np.float32), defect.mask
 
 
-def _degrade(degradation: DegradationPipeline, clean: np.ndarray, params, gray: bool) -> np.ndarray:
-    """Degrade; a gray image in one channel, so its noise stays gray as a monochrome sensor's is."""
+def _degrade(clean: np.ndarray, params, gray: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Degrade and return the noise-level map too; a gray image in one channel, so its noise stays
+    gray as a monochrome sensor's is."""
     if not gray:
-        return degradation.apply(clean, params)
-    return np.repeat(degradation.apply(clean[..., :1], params), clean.shape[2], axis=2)
+        return apply_params_with_level(clean, params)
+    degraded, level = apply_params_with_level(clean[..., :1], params)
+    return np.repeat(degraded, clean.shape[2], axis=2), level
 
 
 def to_hwc(tensor: torch.Tensor) -> np.ndarray:
@@ -124,9 +127,10 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
-def _pack(degraded, clean, original, mask) -> dict[str, torch.Tensor]:
+def _pack(degraded, clean, original, mask, level) -> dict[str, torch.Tensor]:
     return {
         "degraded": _to_tensor(degraded.astype(np.float32)),
+        "level": torch.from_numpy(np.ascontiguousarray(level, dtype=np.float32))[None],
         "clean": _to_tensor(clean),
         "original": _to_tensor(original),
         "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
@@ -205,8 +209,8 @@ class TrainPatchDataset(Dataset):
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             clean, mask, original = (_augment(a, k, flip) for a in (clean, mask, original))
-        degraded = _degrade(self.degradation, clean, self.degradation.sample(rng), loaded.gray)
-        return _pack(degraded, clean, original, mask)
+        degraded, level = _degrade(clean, self.degradation.sample(rng), loaded.gray)
+        return _pack(degraded, clean, original, mask, level)
 
 
 def _augment(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -255,8 +259,8 @@ class EvalImageDataset(Dataset):
             original = clean
             clean, mask = _add_defect(clean, loaded.gray, rng, self.defect_kinds)
         params = fixed_params(self.degradation, sample.key, self.seed)
-        degraded = _degrade(self.degradation, clean, params, loaded.gray)
-        item = _pack(degraded, clean, original, mask)
+        degraded, level = _degrade(clean, params, loaded.gray)
+        item = _pack(degraded, clean, original, mask, level)
         item["index"] = torch.tensor(index)
         return item
 

@@ -239,6 +239,15 @@ class _Op(_Strict):
         """Variance (0-255 scale) of the noise this op adds to a mid-grey pixel; 0 for non-noise."""
         return 0.0
 
+    @staticmethod
+    def noise_variance_map(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray | float:
+        """Per-pixel variance (0-1 scale) of the noise this op adds to ``image`` (its input); 0 if none.
+
+        What a noise-level-aware restorer is told (its level map is the square root of the sum over
+        the pipeline's noise ops), so it must describe exactly the noise :meth:`run` draws.
+        """
+        return 0.0
+
 
 class Identity(_Op):
     """Does nothing; the "no blur" / "no noise" member of a ``choice``."""
@@ -320,6 +329,56 @@ class GaussianNoise(_Op):
     def noise_variance(values: Mapping[str, Any]) -> float:
         return float(values["sigma"]) ** 2
 
+    @staticmethod
+    def noise_variance_map(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray | float:
+        return (float(values["sigma"]) / 255.0) ** 2
+
+
+class GaussianNoiseRamp(_Op):
+    """Gaussian noise whose σ changes linearly across the image, from ``sigma`` at one side to
+    ``sigma_end`` at the other, along a random direction ``angle``.
+
+    Why: a restorer that takes a noise-level map must learn to follow the map *locally*, so that a
+    user (or the detector guard) can lower the strength where a defect is suspected; training on
+    uniform levels alone would only teach it one number per image.
+    """
+
+    op: Literal["gaussian_noise_ramp"]
+    noise: ClassVar[bool] = True
+    sigma: NoiseSigma
+    sigma_end: NoiseSigma
+    angle: Angle = (0.0, 360.0)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {
+            "sigma": _uniform(rng, self.sigma),
+            "sigma_end": _uniform(rng, self.sigma_end),
+            "angle": _uniform(rng, self.angle),
+        }
+
+    @staticmethod
+    def _sigma_map(shape: tuple[int, ...], values: Mapping[str, Any]) -> np.ndarray:
+        h, w = shape[:2]
+        a = math.radians(values["angle"])
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        t = xx * math.cos(a) + yy * math.sin(a)
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+        s0, s1 = values["sigma"] / 255.0, values["sigma_end"] / 255.0
+        return (s0 + (s1 - s0) * t).astype(np.float32)[..., None]
+
+    @staticmethod
+    def run(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray:
+        sigma = GaussianNoiseRamp._sigma_map(image.shape, values)
+        return image + _normal(image.shape, values["seed"]) * sigma
+
+    @staticmethod
+    def noise_variance(values: Mapping[str, Any]) -> float:
+        return ((float(values["sigma"]) + float(values["sigma_end"])) / 2) ** 2
+
+    @staticmethod
+    def noise_variance_map(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray | float:
+        return GaussianNoiseRamp._sigma_map(image.shape, values) ** 2
+
 
 class PoissonGaussian(_Op):
     """Signal-dependent sensor noise: photon shot noise plus Gaussian read noise.
@@ -348,9 +407,13 @@ class PoissonGaussian(_Op):
 
     @staticmethod
     def run(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray:
-        read = values["read_sigma"] / 255.0
-        std = np.sqrt(np.maximum(image, 0.0) / np.float32(values["peak"]) + np.float32(read * read))
+        std = np.sqrt(PoissonGaussian.noise_variance_map(image, values))
         return image + _normal(image.shape, values["seed"]) * std
+
+    @staticmethod
+    def noise_variance_map(image: np.ndarray, values: Mapping[str, Any]) -> np.ndarray | float:
+        read = values["read_sigma"] / 255.0
+        return np.maximum(image, 0.0) / np.float32(values["peak"]) + np.float32(read * read)
 
     @staticmethod
     def noise_variance(values: Mapping[str, Any]) -> float:
@@ -389,11 +452,27 @@ class Jpeg(_Op):
 # Op name -> spec class; the name is the single value of the class's ``op`` Literal.
 OPS: dict[str, type[_Op]] = {
     cls.model_fields["op"].annotation.__args__[0]: cls
-    for cls in (Identity, GaussianBlur, DefocusBlur, MotionBlur, GaussianNoise, PoissonGaussian, Jpeg)
+    for cls in (
+        Identity,
+        GaussianBlur,
+        DefocusBlur,
+        MotionBlur,
+        GaussianNoise,
+        GaussianNoiseRamp,
+        PoissonGaussian,
+        Jpeg,
+    )
 }
 
 LeafOp = Annotated[
-    Identity | GaussianBlur | DefocusBlur | MotionBlur | GaussianNoise | PoissonGaussian | Jpeg,
+    Identity
+    | GaussianBlur
+    | DefocusBlur
+    | MotionBlur
+    | GaussianNoise
+    | GaussianNoiseRamp
+    | PoissonGaussian
+    | Jpeg,
     Field(discriminator="op"),
 ]
 
@@ -436,6 +515,7 @@ Step = Annotated[
     | Annotated[DefocusBlur, Tag("defocus_blur")]
     | Annotated[MotionBlur, Tag("motion_blur")]
     | Annotated[GaussianNoise, Tag("gaussian_noise")]
+    | Annotated[GaussianNoiseRamp, Tag("gaussian_noise_ramp")]
     | Annotated[PoissonGaussian, Tag("poisson_gaussian")]
     | Annotated[Jpeg, Tag("jpeg")]
     | Annotated[Choice, Tag("choice")],
@@ -548,6 +628,13 @@ class DegradationParams:
         return math.sqrt(sum(OPS[o.op].noise_variance(o.values) for o in self.ops))
 
 
+def _check_float_image(image: Any) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or not np.issubdtype(image.dtype, np.floating):
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ApirError(f"degradations expect a float H×W×C image in [0, 1], got shape {shape} dtype {dtype}")
+
+
 def apply_params(image: np.ndarray, params: DegradationParams) -> np.ndarray:
     """Apply concrete ``params`` to ``image``; deterministic, so pairs of images match exactly.
 
@@ -555,10 +642,7 @@ def apply_params(image: np.ndarray, params: DegradationParams) -> np.ndarray:
     realisation. The result is clipped to [0, 1] after every op (a sensor saturates before its
     JPEG encoder sees the pixels) and has the input's shape and floating dtype.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or not np.issubdtype(image.dtype, np.floating):
-        shape = getattr(image, "shape", None)
-        dtype = getattr(image, "dtype", type(image).__name__)
-        raise ApirError(f"degradations expect a float H×W×C image in [0, 1], got shape {shape} dtype {dtype}")
+    _check_float_image(image)
     out = np.ascontiguousarray(image, dtype=np.float32)
     for applied in params.ops:
         out = np.clip(OPS[applied.op].run(out, applied.values), 0.0, 1.0, dtype=np.float32)
@@ -568,6 +652,28 @@ def apply_params(image: np.ndarray, params: DegradationParams) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Pipelines
 # --------------------------------------------------------------------------------------------------
+
+
+def apply_params_with_level(image: np.ndarray, params: DegradationParams) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`apply_params`, plus the noise-level map: per-pixel σ (0-1 scale, H×W float32) of the
+    noise the noise ops added (root of the summed variances, averaged over channels).
+
+    Each noise op's variance is taken from the image it was applied to (after blur, before its own
+    noise), so signal-dependent noise gets its true per-pixel level. JPEG's quantisation error is not
+    counted: it is not noise a level map can describe.
+    """
+    _check_float_image(image)
+    out = np.ascontiguousarray(image, dtype=np.float32)
+    variance = np.zeros(out.shape[:2], dtype=np.float32)
+    for applied in params.ops:
+        op = OPS[applied.op]
+        if op.noise:
+            var = np.broadcast_to(
+                np.asarray(op.noise_variance_map(out, applied.values), np.float32), out.shape
+            )
+            variance += var.mean(axis=2)
+        out = np.clip(op.run(out, applied.values), 0.0, 1.0, dtype=np.float32)
+    return out.astype(image.dtype, copy=False), np.sqrt(variance)
 
 
 class DegradationPipeline:

@@ -33,32 +33,57 @@ def model_method(
     overlap: int = 32,
     label: str | None = None,
     keep_input: float = 0.0,
+    noise_level: float | str | None = None,
+    strength: float = 1.0,
 ) -> Method:
-    """A checkpoint / run directory / shipped model as a restore function (σ is ignored: blind).
+    """A checkpoint / run directory / shipped model as a restore function.
 
     ``keep_input`` adds back that share of (input − output), the trade-off knob of
-    :func:`apir.restore.tiling.restore_rgb`; it is recorded in ``model_info``.
+    :func:`apir.restore.tiling.restore_rgb`. For noise-level-aware models ``noise_level`` is None
+    (estimated from each image: blind), a σ (0-255), or ``"true"``: the degradation's own σ, as CBM3D
+    gets it; ``strength`` multiplies it. Blind models ignore σ. All are recorded in ``model_info``.
     """
     from apir.restore.loading import resolve_model
+    from apir.restore.noise_level import check_noise_level, check_strength
     from apir.restore.tiling import check_keep_input, restore_rgb
 
     keep_input = check_keep_input(keep_input)
+    strength = check_strength(strength)
+    true_sigma = noise_level == "true"
+    fixed = None if true_sigma else check_noise_level(noise_level)
     model, header = resolve_model(spec, device)
+    if (noise_level is not None or strength != 1.0) and not getattr(model, "level_input", False):
+        raise ApirError("--noise-level and --strength need a noise-level-aware model")
 
     def restore(image: np.ndarray, sigma: float) -> np.ndarray:
-        out = restore_rgb(model, image, tile=tile, overlap=overlap, keep_input=keep_input)
+        level = min(float(sigma), 255.0) if true_sigma else fixed
+        out = restore_rgb(
+            model,
+            image,
+            tile=tile,
+            overlap=overlap,
+            keep_input=keep_input,
+            noise_level=level,
+            strength=strength,
+        )
         return np.clip(out, 0.0, 1.0)
 
     name = header.get("model", {}).get("name", "model")
     default_label = f"{name} ({spec})" if spec is not None else f"{name} (apir default)"
     if keep_input:
         default_label += f", keep_input {keep_input:g}"
+    if noise_level is not None:
+        default_label += f", σ {noise_level}"
+    if strength != 1.0:
+        default_label += f", strength {strength:g}"
     info = {
         "spec": str(spec) if spec is not None else "default",
         "source": str(header.get("source")),
         "model": header.get("model"),
         "epoch": header.get("epoch"),
         "keep_input": keep_input,
+        "noise_level": noise_level,
+        "strength": strength,
     }
     return Method("model", label or default_label, restore, info)
 
@@ -70,5 +95,8 @@ def resolve_method(model: str | Path | None, baseline: str | None, **kw: Any) ->
     if baseline is not None:
         if kw.get("keep_input"):
             raise ApirError("--keep-input applies to models, not to the classical baselines")
+        if kw.get("noise_level") is not None or kw.get("strength", 1.0) != 1.0:
+            raise ApirError("--noise-level and --strength apply to models, not to the classical baselines")
+        kw = {k: v for k, v in kw.items() if k not in ("noise_level", "strength")}
         return Method(baseline, kw.get("label") or baseline, get_baseline(baseline))
     return model_method(model, **kw)

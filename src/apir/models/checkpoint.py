@@ -95,6 +95,37 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str
     model.load_state_dict(weights)
 
 
+def init_from_checkpoint(model: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> list[str]:
+    """Warm-start ``model`` from another checkpoint's weights; returns the names that were widened.
+
+    A weight whose shape differs from the model's only by *more input channels* (dimension 1 of a
+    convolution, e.g. the noise-level channel a noise-level-aware model adds to the intro conv) is
+    copied into the first channels and the new ones start at zero, so the new model starts out
+    computing exactly what the old one did and learns to use the extra input. Anything else that does
+    not fit is a one-line error, as in :func:`load_weights`.
+    """
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    expected = model.state_dict()
+    widened = []
+    for key, target in expected.items():
+        have = weights.get(key)
+        if have is None or have.shape == target.shape:
+            continue
+        grows_inputs = (
+            have.ndim == target.ndim >= 2
+            and have.shape[0] == target.shape[0]
+            and have.shape[2:] == target.shape[2:]
+            and have.shape[1] < target.shape[1]
+        )
+        if grows_inputs:
+            wide = torch.zeros_like(target)
+            wide[:, : have.shape[1]] = have
+            weights[key] = wide
+            widened.append(key)
+    load_weights(model, weights, source)
+    return widened
+
+
 def load_optimizer(
     optimizer: torch.optim.Optimizer,
     tensors: dict[str, torch.Tensor],

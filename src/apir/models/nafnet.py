@@ -149,9 +149,12 @@ class NAFNet(RestorationModel):
         attention_pool: str | int = "global",
         pool_factor: float = DEFAULT_POOL_FACTOR,
         unshuffle: int = 1,
+        level_input: bool = False,
     ) -> None:
         super().__init__()
         check_int("nafnet", "in_channels", in_channels, 1)
+        if not isinstance(level_input, bool):
+            raise ApirError(f"nafnet: level_input must be true or false, got {level_input!r}")
         check_int("nafnet", "unshuffle", unshuffle, 1)
         check_int("nafnet", "width", width, 1)
         enc = check_int_list("nafnet", "enc_blocks", enc_blocks, 0)
@@ -164,6 +167,7 @@ class NAFNet(RestorationModel):
             )
         attention_pool, pool_factor = check_attention_pool("nafnet", attention_pool, pool_factor)
         self.in_channels = in_channels
+        self.level_input = level_input
         self.size_multiple = unshuffle * 2 ** len(enc)
         self.config = {
             "in_channels": in_channels,
@@ -174,6 +178,7 @@ class NAFNet(RestorationModel):
             "attention_pool": attention_pool,
             "pool_factor": pool_factor,
             "unshuffle": unshuffle,
+            "level_input": level_input,
         }
 
         # FFDNet-style: with unshuffle u > 1 the network runs on u×u pixel-unshuffled sub-images (u² times
@@ -181,7 +186,10 @@ class NAFNet(RestorationModel):
         self.unshuffle = nn.PixelUnshuffle(unshuffle) if unshuffle > 1 else nn.Identity()
         self.reshuffle = nn.PixelShuffle(unshuffle) if unshuffle > 1 else nn.Identity()
         sub_channels = in_channels * unshuffle * unshuffle
-        self.intro = nn.Conv2d(sub_channels, width, kernel_size=3, padding=1)
+        # FFDNet/DRUNet-style: with ``level_input`` one more input channel carries the per-pixel noise
+        # σ (0-1 scale), so the caller sets the denoising strength, globally or locally.
+        in_sub = (in_channels + int(level_input)) * unshuffle * unshuffle
+        self.intro = nn.Conv2d(in_sub, width, kernel_size=3, padding=1)
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         chan = width
@@ -239,6 +247,7 @@ class NAFNet(RestorationModel):
         self.config["pool_factor"] = factor
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x``: B×C×H×W image, or with ``level_input`` B×(C+1)×H×W: the image and its σ map last."""
         h, w = x.shape[-2], x.shape[-1]
         inp = pad_to_multiple(x, self.size_multiple)
         feat = self.intro(self.unshuffle(inp))
@@ -250,5 +259,5 @@ class NAFNet(RestorationModel):
         feat = self.middle(feat)
         for decoder, up, skip in zip(self.decoders, self.ups, skips[::-1], strict=True):
             feat = decoder(up(feat) + skip)
-        out = self.reshuffle(self.ending(feat)) + inp
+        out = self.reshuffle(self.ending(feat)) + inp[:, : self.in_channels]
         return crop_to(out, h, w)

@@ -50,6 +50,7 @@ from tqdm import tqdm
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
 from apir.errors import ApirError
 from apir.fsutil import is_relative_to
+from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb, select_device
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
@@ -167,6 +168,8 @@ def restore_paths(
     overwrite: bool = False,
     show_progress: bool = True,
     keep_input: float = 0.0,
+    noise_level: float | None = None,
+    strength: float = 1.0,
 ) -> RestoreSummary:
     """Restore image files and folders into ``out_dir``; see the module docstring for the rules.
 
@@ -178,6 +181,8 @@ def restore_paths(
     out_dir = Path(out_dir)
     check_tiling(tile, overlap, batch)
     check_keep_input(keep_input)
+    check_strength(strength)
+    check_noise_level(noise_level)
     pairs = plan_outputs([Path(p) for p in inputs], out_dir, overwrite=overwrite)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -205,7 +210,15 @@ def restore_paths(
             image = read_image(src)
             amp = None if image.info.dtype == "uint8" else False
             restored = restore_rgb(
-                model, image.rgb, tile=tile, overlap=overlap, batch=batch, amp=amp, keep_input=keep_input
+                model,
+                image.rgb,
+                tile=tile,
+                overlap=overlap,
+                batch=batch,
+                amp=amp,
+                keep_input=keep_input,
+                noise_level=noise_level,
+                strength=strength,
             )
             write_image(dst, restored, image.info, image.alpha)
         except ApirError as err:

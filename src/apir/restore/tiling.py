@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from apir.device import select_device
 from apir.errors import ApirError
+from apir.restore.noise_level import check_noise_level, check_strength, level_map
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -363,6 +364,8 @@ def restore_rgb(
     amp: bool | torch.dtype | None = None,
     progress: Any = None,
     keep_input: float = 0.0,
+    noise_level: float | np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Float32 H×W×3 RGB in [0, 1] → the model's float32 H×W×3 output (not clipped).
 
@@ -375,8 +378,21 @@ def restore_rgb(
     back part of the input keeps more of every faint defect at the cost of leaving some noise
     (``benchmarks/results/quality_demo.md`` measures the curve); it is applied here, once, so files,
     arrays and evaluation all get the same blend.
+
+    A noise-level-aware model (``model.level_input``) also gets a σ map as its last input channel:
+    ``noise_level`` (σ on the 0-255 scale, or an H×W map of them; None = estimated from the image,
+    :mod:`apir.restore.noise_level`) times ``strength`` (< 1 keeps more of the input, > 1 smooths
+    more). Other models refuse both, rather than silently ignoring them.
     """
     k = check_keep_input(keep_input)
+    strength = check_strength(strength)
+    noise_level = check_noise_level(noise_level)
+    level_aware = bool(getattr(model, "level_input", False))
+    if not level_aware and (noise_level is not None or strength != 1.0):
+        raise ApirError(
+            "this model takes no noise level: --noise-level and --strength need a "
+            "noise-level-aware model (such as the shipped default)"
+        )
     in_channels = int(getattr(model, "in_channels", 3))
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
     if in_channels == 1:
@@ -385,6 +401,9 @@ def restore_rgb(
         x = x[:, :1]
     elif in_channels != 3:
         raise ApirError(f"the model takes {in_channels}-channel input; apir restores gray and RGB images")
+    if level_aware:
+        level = torch.from_numpy(level_map(rgb, noise_level, strength))[None, None]
+        x = torch.cat([x, level], dim=1)
     y = restore_tensor(model, x, tile=tile, overlap=overlap, batch=batch, amp=amp, progress=progress)
     if y.shape[1] == 1:
         y = y.expand(-1, 3, -1, -1)
@@ -405,6 +424,8 @@ def restore_array(
     device: str | torch.device = "auto",
     batch: int = 1,
     keep_input: float = 0.0,
+    noise_level: float | np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Restore one image array; the result has the input's shape and dtype.
 
@@ -417,10 +438,14 @@ def restore_array(
     there, in place, as ``Module.to`` does) or anything :func:`apir.restore.resolve_model` accepts:
     a checkpoint file, a training run directory, a registry name for shipped weights, or None for
     the shipped default. Tiling parameters as in :func:`restore_tensor`; ``keep_input`` as in
-    :func:`restore_rgb` (0 = full restoration).
+    :func:`restore_rgb` (0 = full restoration); ``noise_level`` (σ on the 0-255 scale, an H×W map of
+    them, or None to estimate it) and ``strength`` (multiplies the level; 1 = as given) for
+    noise-level-aware models such as the shipped default.
     """
     check_tiling(tile, overlap, batch)
     check_keep_input(keep_input)
+    check_strength(strength)
+    check_noise_level(noise_level)
     rgb, alpha, layout = _as_float_rgb(image)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -432,5 +457,15 @@ def restore_array(
     # bf16 autocast (CUDA only) is accurate to about 1/256 of the correction: enough for 8-bit samples,
     # not for 16-bit or float ones, which run in float32.
     amp = None if image.dtype == np.uint8 else False
-    out = restore_rgb(model, rgb, tile=tile, overlap=overlap, batch=batch, amp=amp, keep_input=keep_input)
+    out = restore_rgb(
+        model,
+        rgb,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        amp=amp,
+        keep_input=keep_input,
+        noise_level=noise_level,
+        strength=strength,
+    )
     return _from_float_rgb(out, alpha, layout, image.dtype)

