@@ -12,6 +12,15 @@ from apir.data.demo import DemoCounts, build_demo_dataset
 TINY_CATEGORIES = ["brick", "coffee"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Exported ONNX graphs and fetched packages go to a per-session folder, not the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("APIR_CACHE", str(tmp_path_factory.mktemp("apir-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A read-only tiny demo dataset; copy it (``tiny_demo_copy``) before changing anything."""

@@ -188,5 +188,8 @@ def test_licence_matching_of_dep5_and_free_form():
     stanzas = debian.parse_copyright(COPYRIGHT)
     assert debian.licence_for("usr/share/fake/pics/astronaut.png", stanzas).startswith("public-domain")
     assert debian.licence_for("usr/share/fake/pics/other.png", stanzas).startswith("GPL-2+")
-    free = "This program is free software under the GNU General Public License, version 2, or\n(at your option) any later version."
+    free = (
+        "This program is free software under the GNU General Public License, version 2, or\n"
+        "(at your option) any later version."
+    )
     assert debian.licence_for("a.png", debian.parse_copyright(free)) == "GPL-2+"

@@ -33,6 +33,7 @@ import numpy as np
 from skimage import data as skdata
 from tqdm import tqdm
 
+from apir.cache import cache_dir
 from apir.data.debian import DEBIAN_SOURCES, RESERVED_PACKAGES, list_package_files, unpack_package
 from apir.data.demo import DEMO_SOURCES
 from apir.data.imageio import read_image, write_image
@@ -98,14 +99,8 @@ MIN_UNSEEN_PICTURES = 60
 
 
 def default_cache() -> Path:
-    """Where fetched Debian packages live: ``$APIR_CACHE`` or ``$XDG_CACHE_HOME/apir`` (``~/.cache``)."""
-    import os
-
-    base = (
-        os.environ.get("APIR_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apir"
-    )
-    return Path(base) / "debian"
+    """Where fetched Debian packages live (:func:`apir.cache.cache_dir`)."""
+    return cache_dir("debian")
 
 
 @dataclass

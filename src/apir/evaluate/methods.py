@@ -35,6 +35,7 @@ def model_method(
     keep_input: float = 0.0,
     noise_level: float | str | None = None,
     strength: float = 1.0,
+    engine: str = "auto",
 ) -> Method:
     """A checkpoint / run directory / shipped model as a restore function.
 
@@ -43,6 +44,7 @@ def model_method(
     (estimated from each image: blind), a σ (0-255), or ``"true"``: the degradation's own σ, as CBM3D
     gets it; ``strength`` multiplies it. Blind models ignore σ. All are recorded in ``model_info``.
     """
+    from apir.restore.engine import check_engine, with_engine
     from apir.restore.loading import resolve_model
     from apir.restore.noise_level import check_noise_level, check_strength
     from apir.restore.tiling import check_keep_input, restore_rgb
@@ -51,7 +53,9 @@ def model_method(
     strength = check_strength(strength)
     true_sigma = noise_level == "true"
     fixed = None if true_sigma else check_noise_level(noise_level)
+    check_engine(engine)
     model, header = resolve_model(spec, device)
+    model = with_engine(model, engine)
     if (noise_level is not None or strength != 1.0) and not getattr(model, "level_input", False):
         raise ApirError("--noise-level and --strength need a noise-level-aware model")
 
@@ -84,6 +88,7 @@ def model_method(
         "keep_input": keep_input,
         "noise_level": noise_level,
         "strength": strength,
+        "engine": "onnx" if model.__class__.__name__ == "OnnxModule" else "torch",
     }
     return Method("model", label or default_label, restore, info)
 
@@ -97,6 +102,6 @@ def resolve_method(model: str | Path | None, baseline: str | None, **kw: Any) ->
             raise ApirError("--keep-input applies to models, not to the classical baselines")
         if kw.get("noise_level") is not None or kw.get("strength", 1.0) != 1.0:
             raise ApirError("--noise-level and --strength apply to models, not to the classical baselines")
-        kw = {k: v for k, v in kw.items() if k not in ("noise_level", "strength")}
+        kw = {k: v for k, v in kw.items() if k not in ("noise_level", "strength", "engine")}
         return Method(baseline, kw.get("label") or baseline, get_baseline(baseline))
     return model_method(model, **kw)

@@ -48,6 +48,11 @@ def _require(name: str) -> ModuleType:
         raise ApirError(f"ONNX export needs the {name} package; pip install apir[export]") from None
 
 
+def input_channels(model: nn.Module) -> int:
+    """Channels of the model's input tensor: the image's, plus one for a noise-level map."""
+    return int(getattr(model, "in_channels", 3)) + int(bool(getattr(model, "level_input", False)))
+
+
 def _model_device(model: nn.Module) -> torch.device:
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
@@ -71,8 +76,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, example_
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ApirError(f"{path.parent}: cannot create folder ({err.strerror or err})") from None
-    channels = int(getattr(model, "in_channels", 3))
-    example = torch.rand(1, channels, example_size, example_size, device=_model_device(model))
+    example = torch.rand(1, input_channels(model), example_size, example_size, device=_model_device(model))
     axes = {0: "batch", 2: "height", 3: "width"}
     was_training = model.training
     model.eval()
@@ -144,7 +148,8 @@ def check_onnx_parity(
     worst = 0.0
     try:
         for size in sizes:
-            x = torch.rand(*size, generator=generator)
+            n, _, h, w = size
+            x = torch.rand(n, input_channels(model), h, w, generator=generator)
             with torch.inference_mode():
                 expected = model(x.to(device)).float().cpu().numpy()
             got = session.run(None, {name: x.numpy()})[0]

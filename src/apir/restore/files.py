@@ -50,6 +50,7 @@ from tqdm import tqdm
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
 from apir.errors import ApirError
 from apir.fsutil import is_relative_to
+from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb, select_device
 
@@ -170,6 +171,7 @@ def restore_paths(
     keep_input: float = 0.0,
     noise_level: float | None = None,
     strength: float = 1.0,
+    engine: str = "auto",
 ) -> RestoreSummary:
     """Restore image files and folders into ``out_dir``; see the module docstring for the rules.
 
@@ -183,6 +185,7 @@ def restore_paths(
     check_keep_input(keep_input)
     check_strength(strength)
     check_noise_level(noise_level)
+    check_engine(engine)
     pairs = plan_outputs([Path(p) for p in inputs], out_dir, overwrite=overwrite)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -191,6 +194,7 @@ def restore_paths(
         from apir.restore.loading import resolve_model
 
         model, _ = resolve_model(model, device)
+    model = with_engine(model, engine)
     protected = _Protected([Path(p) for p in inputs], pairs)
     summary = RestoreSummary(out_dir=out_dir)
 

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from apir.device import select_device
 from apir.errors import ApirError
+from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength, level_map
 
 if TYPE_CHECKING:
@@ -426,6 +427,7 @@ def restore_array(
     keep_input: float = 0.0,
     noise_level: float | np.ndarray | None = None,
     strength: float = 1.0,
+    engine: str = "torch",
 ) -> np.ndarray:
     """Restore one image array; the result has the input's shape and dtype.
 
@@ -440,12 +442,15 @@ def restore_array(
     the shipped default. Tiling parameters as in :func:`restore_tensor`; ``keep_input`` as in
     :func:`restore_rgb` (0 = full restoration); ``noise_level`` (σ on the 0-255 scale, an H×W map of
     them, or None to estimate it) and ``strength`` (multiplies the level; 1 = as given) for
-    noise-level-aware models such as the shipped default.
+    noise-level-aware models such as the shipped default. ``engine``: "torch", "onnx" (ONNX Runtime on
+    the CPU) or "auto" (ONNX Runtime where installed and the model is on the CPU);
+    :mod:`apir.restore.engine`.
     """
     check_tiling(tile, overlap, batch)
     check_keep_input(keep_input)
     check_strength(strength)
     check_noise_level(noise_level)
+    check_engine(engine)
     rgb, alpha, layout = _as_float_rgb(image)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
@@ -454,6 +459,7 @@ def restore_array(
         from apir.restore.loading import resolve_model
 
         model, _ = resolve_model(model, select_device(device))
+    model = with_engine(model, engine)
     # bf16 autocast (CUDA only) is accurate to about 1/256 of the correction: enough for 8-bit samples,
     # not for 16-bit or float ones, which run in float32.
     amp = None if image.dtype == np.uint8 else False
