@@ -168,12 +168,33 @@ def test_palette_png_becomes_rgb_or_rgba(tmp_path):
 
 def test_float_tiff_is_clipped_but_alpha_untouched(tmp_path):
     data = np.zeros((2, 2, 4), np.float32)
-    data[..., 0] = [[-0.5, 2.0], [np.nan, 0.25]]
+    data[..., 0] = [[-0.5, 2.0], [0.0, 0.25]]
     data[..., 3] = [[-1.0, 3.0], [0.5, 0.5]]
     write_image(tmp_path / "f.tif", data)
     loaded = read_image(tmp_path / "f.tif")
     np.testing.assert_array_equal(loaded.rgb[..., 0], [[0.0, 1.0], [0.0, 0.25]])
     np.testing.assert_array_equal(loaded.alpha, data[..., 3])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_tiff_is_refused_not_painted_black(tmp_path, bad):
+    all_bad = np.full((2, 3), bad, np.float32)
+    tifffile.imwrite(tmp_path / "all.tif", all_bad)
+    assert "NaN or infinite" in _error(read_image, tmp_path / "all.tif")
+    one_bad = np.full((2, 3, 3), 0.5, np.float32)
+    one_bad[1, 2, 0] = bad
+    tifffile.imwrite(tmp_path / "one.tif", one_bad, photometric="rgb")
+    assert "1 of 18" in _error(read_image, tmp_path / "one.tif")
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path):
+    path = tmp_path / "evil\nname\x1b[31m.png"
+    path.write_bytes(b"plain text, not an image")
+    with pytest.raises(ApirError) as exc:
+        read_image(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and "\x1b" not in msg
+    assert "evil\\nname\\x1b[31m.png: cannot read image" in msg
 
 
 def test_planar_tiff_is_transposed(tmp_path):

@@ -36,7 +36,7 @@ from typing import BinaryIO
 import numpy as np
 import tifffile
 
-from apir.errors import ApirError
+from apir.errors import ApirError, safe_name
 
 #: Largest image (height × width) the readers decode; ``APIR_MAX_IMAGE_PIXELS`` overrides it.
 #: 2**28 ≈ 268 megapixels (e.g. 16384 × 16384), about 3 GiB as float32 RGB.
@@ -63,7 +63,7 @@ def reading(path: Path) -> Iterator[None]:
     try:
         yield
     except BadFile as err:
-        raise ApirError(f"{path}: cannot read image ({one_line(err)})") from None
+        raise ApirError(f"{safe_name(path)}: cannot read image ({one_line(err)})") from None
 
 
 def max_pixels() -> int:

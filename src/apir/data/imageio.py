@@ -15,7 +15,8 @@ Channel mapping (file → ``LoadedImage``), and back (:func:`to_file_layout`):
   is kept aside, in the file's sample type and unchanged, and re-attached unchanged on write.
 * 8-bit → divided by 255; 16-bit → divided by 65535; back: ``round(clip(x, 0, 1) * max)``. A read
   followed by :func:`to_file_layout` reproduces the file's samples exactly.
-* float TIFF (16-, 32- or 64-bit) → float32, clipped to [0, 1], NaN → 0 (the alpha is not clipped);
+* float TIFF (16-, 32- or 64-bit) → float32, clipped to [0, 1] (the alpha is not clipped); NaN or
+  infinite colour samples are refused, since clipping would silently paint them black or white;
   written back as float32.
 * palette images (PNG, TIFF) → converted to RGB (RGBA for PNG palettes with transparency) and
   written back as true-colour files. A PNG ``tRNS`` transparency colour makes an RGB file RGBA (as
@@ -79,7 +80,7 @@ from apir.data.imageformats import (
     tiff_layout,
     tiff_page,
 )
-from apir.errors import ApirError
+from apir.errors import ApirError, safe_name
 from apir.fsutil import atomic_write_bytes
 
 __all__ = [
@@ -266,8 +267,17 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
         out = arr.astype(np.float32)
         out /= np.float32(255 if arr.dtype == np.uint8 else 65535)
         return out
-    out = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    out = arr.astype(np.float32)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _check_finite(arr: np.ndarray) -> None:
+    """Refuse NaN or infinite float samples: clipping would silently turn them into black or white."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise BadFile(
+            f"{bad} of {arr.size} float samples are NaN or infinite; fix or mask them before restoring"
+        )
 
 
 def read_image(path: str | os.PathLike[str]) -> LoadedImage:
@@ -281,6 +291,8 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     if info.has_alpha:
         alpha = np.ascontiguousarray(arr[..., -1])
         arr = arr[..., 0] if info.channels == 2 else arr[..., :3]
+    with reading(Path(path)):
+        _check_finite(arr)
     rgb = _to_float(arr)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -311,7 +323,7 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
     arr, info = _mask_colour(path)
     if shape is not None and (info.height, info.width) != tuple(shape):
         raise ApirError(
-            f"{path}: mask size {info.width}x{info.height} differs from image size {shape[1]}x{shape[0]}"
+            f"{safe_name(path)}: mask size {info.width}x{info.height} differs from image size {shape[1]}x{shape[0]}"
         )
     defect = arr >= 128 if info.format == "jpeg" else arr > 0
     if defect.ndim == 3:
@@ -455,7 +467,7 @@ def _write_bytes(p: Path, data: bytes) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(p, data)
     except OSError as err:
-        raise ApirError(f"{p}: cannot write image ({err.strerror or one_line(err)})") from None
+        raise ApirError(f"{safe_name(p)}: cannot write image ({err.strerror or one_line(err)})") from None
 
 
 def write_image(
@@ -482,19 +494,19 @@ def write_image(
     fmt = _EXT_FORMAT.get(p.suffix.lower())
     if fmt is None:
         raise ApirError(
-            f"{p}: cannot write image (unsupported extension {p.suffix or '(none)'!r}; "
+            f"{safe_name(p)}: cannot write image (unsupported extension {p.suffix or '(none)'!r}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)})"
         )
     if info is not None:
         if info.path is not None and _same_file(p, Path(info.path)):
-            raise ApirError(f"{p}: refusing to overwrite the input image; choose another output path")
+            raise ApirError(f"{safe_name(p)}: refusing to overwrite the input image; choose another output path")
         arr = to_file_layout(array_or_rgb, info, alpha)
     else:
         arr = _as_file_array(array_or_rgb, alpha, fmt)
     try:
         data = _encode(arr, fmt)
     except BadFile as err:
-        raise ApirError(f"{p}: cannot write image ({err})") from None
+        raise ApirError(f"{safe_name(p)}: cannot write image ({err})") from None
     _write_bytes(p, data)
 
 
@@ -505,7 +517,7 @@ def write_mask(path: str | os.PathLike[str], mask: np.ndarray) -> None:
     """
     p = Path(path)
     if p.suffix.lower() in (".jpg", ".jpeg"):
-        raise ApirError(f"{p}: cannot write mask (JPEG is lossy; write a .png mask)")
+        raise ApirError(f"{safe_name(p)}: cannot write mask (JPEG is lossy; write a .png mask)")
     m = np.asarray(mask)
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[..., 0]
@@ -526,7 +538,7 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ApirError(f"{root}: not a folder" if root.exists() else f"{root}: folder not found")
+        raise ApirError(f"{safe_name(root)}: not a folder" if root.exists() else f"{safe_name(root)}: folder not found")
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
