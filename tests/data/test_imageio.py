@@ -424,3 +424,36 @@ def test_list_images(tmp_path):
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.JPG", "b.png", "c.tiff"]
     with pytest.raises(ApirError, match="not found"):
         list_images(tmp_path / "nope")
+
+
+def _with_orientation(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_viewers_do(tmp_path, orientation):
+    from PIL import ImageOps
+
+    stored = Image.fromarray(_u8(3))  # 7 wide, 5 high: a transposition shows in the size
+    stored.save(tmp_path / "o.png", exif=_with_orientation(stored, orientation))
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    raw, info = read_raw(tmp_path / "o.png")
+    np.testing.assert_array_equal(raw, upright)
+    assert read_info(tmp_path / "o.png") == info and info.shape == upright.shape[:2]
+
+    tifffile.imwrite(tmp_path / "o.tif", np.asarray(stored), extratags=[(274, "H", 1, orientation, True)])
+    np.testing.assert_array_equal(read_raw(tmp_path / "o.tif")[0], upright)
+
+
+def test_jpeg_exif_orientation_rotates_image_and_size(tmp_path):
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:, :16] = 255  # left half white
+    image = Image.fromarray(stored)
+    image.save(tmp_path / "cam.jpg", exif=_with_orientation(image, 6), quality=95)  # 6: turn 90° clockwise
+    loaded = read_image(tmp_path / "cam.jpg")
+    assert loaded.info.shape == (32, 16) == read_info(tmp_path / "cam.jpg").shape
+    assert loaded.rgb[:16].mean() > 0.9 and loaded.rgb[16:].mean() < 0.1  # the white half is now on top
+    write_image(tmp_path / "out.png", loaded.rgb, info=loaded.info)  # written upright, without the tag
+    assert read_info(tmp_path / "out.png").shape == (32, 16)

@@ -1,54 +1,25 @@
 """Image files in and out: camera images to float RGB and back to the file's own mode and depth.
 
-Models work on float32 RGB in [0, 1]; users bring 8- and 16-bit gray, RGB and RGBA files in PNG,
-TIFF, JPEG and BMP. :func:`read_image` turns any of them into a :class:`LoadedImage` (float RGB, the
-untouched alpha channel and an :class:`ImageInfo` describing the file), and :func:`write_image` with
-that ``info`` writes a result back in the same mode and bit depth. Every problem with a user's file
-is an :class:`~apir.errors.ApirError` reading ``"<path>: cannot read image (<reason>)"`` on one line.
+Models work on float32 RGB in [0, 1]; users bring 8- and 16-bit gray, RGB and RGBA files in PNG, TIFF,
+JPEG and BMP. :func:`read_image` turns any of them into a :class:`LoadedImage` (float RGB, the untouched
+alpha and an :class:`ImageInfo`), and :func:`write_image` with that ``info`` writes a result back in the
+same mode and bit depth; a read followed by :func:`to_file_layout` reproduces the file's samples
+exactly. ``docs/data.md`` has the full mapping: gray is replicated to RGB (and written back as the
+channel mean, exact for replicated gray); alpha is kept aside in the file's sample type; 8/16-bit
+samples are divided by 255/65535; float TIFFs are clipped to [0, 1] and NaN or infinite colour samples
+are refused; palettes become RGB(A); TIFF MinIsWhite is inverted; CMYK JPEG becomes RGB.
 
-Channel mapping (file → ``LoadedImage``), and back (:func:`to_file_layout`):
+Orientation: an EXIF (JPEG, PNG ``eXIf``) or TIFF Orientation tag is applied on read, so apir sees
+what viewers show and sizes are the displayed ones; results are written upright, without the tag.
+Metadata (EXIF, ICC profiles, resolution) is not copied on write.
 
-* gray (1 channel) → replicated to R = G = B. Back: the mean of R, G and B, computed in float64, so
-  it is *exact* for replicated gray (``(x + x + x) / 3 == x``); a model that returns different
-  channels for a gray input gets them averaged.
-* gray + alpha (2 channels) and RGBA (4 channels) → the colour channels are used; the alpha channel
-  is kept aside, in the file's sample type and unchanged, and re-attached unchanged on write.
-* 8-bit → divided by 255; 16-bit → divided by 65535; back: ``round(clip(x, 0, 1) * max)``. A read
-  followed by :func:`to_file_layout` reproduces the file's samples exactly.
-* float TIFF (16-, 32- or 64-bit) → float32, clipped to [0, 1] (the alpha is not clipped); NaN or
-  infinite colour samples are refused, since clipping would silently paint them black or white;
-  written back as float32.
-* palette images (PNG, TIFF) → converted to RGB (RGBA for PNG palettes with transparency) and
-  written back as true-colour files. A PNG ``tRNS`` transparency colour makes an RGB file RGBA (as
-  OpenCV decodes it); on a gray PNG it is ignored (OpenCV drops it).
-* 1-bit TIFF → uint8 0/255. PNG bit depths 1, 2 and 4 are expanded to 8 bits.
-* CMYK / YCCK JPEG → RGB (converted by the decoder).
-* TIFF ``MinIsWhite`` integer images are inverted to the usual black-is-zero convention, so apir
-  sees what image viewers show. Beware: ``tifffile.imwrite`` stores *bool* arrays as MinIsWhite,
-  so a bool mask saved that way reads back inverted (Pillow stores them as MinIsBlack).
-
-Orientation and metadata: images are read as stored. EXIF orientation is *not* applied
-(``cv2.IMREAD_UNCHANGED`` ignores it, as does tifffile for the TIFF Orientation tag); for
-inspection cameras that is what we want, because masks, ground-truth files and defect coordinates
-refer to the stored pixel grid. Metadata (EXIF, ICC profiles, resolution) is not copied on write.
-
-The format is recognised from the file's *content* (magic bytes), not its extension, so a PNG named
-``.jpg`` still reads (and :attr:`ImageInfo.format` says ``"png"``). Writing picks the format from the
-extension and refuses what it cannot store (alpha in JPEG, 16-bit in JPEG or BMP, float outside
-TIFF) with an ApirError naming a format that can. PNG, JPEG and BMP are read and written with
-OpenCV through ``cv2.imdecode`` / ``cv2.imencode`` on bytes (OpenCV's own file functions fail on
-non-ASCII paths on some platforms), TIFF with tifffile (written uncompressed). JPEG is written at
-quality 95. Every write is atomic (:mod:`apir.fsutil`) and creates missing parent folders.
-
-TIFF layout: only single-image files are read. A file holding several full-size images (a stack,
-multi-page scan) is refused rather than silently reduced to its first page, since writing the
-result back would drop the other pages; reduced-resolution pages (thumbnails, pyramid levels) are
-ignored. Planar (channel-first, ``PlanarConfiguration=2``) files are transposed to H×W×C, which the
-tag makes unambiguous; 3-D volumes (``ImageDepth > 1``), integer types other than uint8/uint16 and
-more than 4 channels are refused.
-
-Huge images, truncated and corrupt files: headers are read and checked before decoding
-(:mod:`apir.data.imageformats`).
+The format comes from the file's content (:mod:`apir.data.imageformats`, which also refuses huge and
+broken files before decoding); writing picks it from the extension and refuses what it cannot store
+with an ApirError naming a format that can. PNG, JPEG and BMP pixels are decoded and encoded by OpenCV
+on bytes (its file functions fail on non-ASCII paths on some platforms), TIFF by tifffile (written
+uncompressed), gray+alpha PNG by pypng; JPEG is written at quality 95. Every write is atomic and
+creates missing parent folders. Only single-image TIFFs are read (a stack is refused, never reduced
+to its first page); planar TIFFs are transposed to H×W×C.
 """
 
 from __future__ import annotations
@@ -74,10 +45,9 @@ from apir.data.imageformats import (
     one_line,
     open_file,
     png_header,
-    read_all,
     reading,
     sniff,
-    tiff_layout,
+    tiff_header,
     tiff_page,
 )
 from apir.errors import ApirError, safe_name
@@ -161,6 +131,19 @@ class LoadedImage:
 # ---------------------------------------------------------------------------------- reading
 
 
+_HEADERS = {"png": png_header, "jpeg": jpeg_header, "bmp": bmp_header}
+# EXIF / TIFF Orientation → the array operation that shows the image upright (as PIL's exif_transpose)
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
 def _decode_cv2(data: bytes, fmt: str, header: Header) -> np.ndarray:
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -172,15 +155,12 @@ def _decode_cv2(data: bytes, fmt: str, header: Header) -> np.ndarray:
         raise BadFile(f"unsupported sample type {arr.dtype.name}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
-    if arr.ndim == 3:
-        if arr.shape[2] == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-        elif arr.shape[2] == 4:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-            if header.channels == 2:  # gray+alpha PNG, decoded as BGRA with B = G = R
-                arr = np.ascontiguousarray(arr[..., [0, 3]])
-        elif arr.shape[2] != 2:
-            raise BadFile(f"unsupported image with {arr.shape[2]} channels")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+        if header.channels == 2:  # gray+alpha PNG, decoded as BGRA with B = G = R
+            arr = np.ascontiguousarray(arr[..., [0, 3]])
+    elif arr.ndim == 3 and arr.shape[2] != 2:
+        raise BadFile(f"unsupported image with {arr.shape[2]} channels")
     if arr.shape[:2] != (header.height, header.width):
         raise BadFile(f"corrupt {FORMAT_NAME[fmt]} (decoded size differs from the header)")
     return arr
@@ -188,78 +168,55 @@ def _decode_cv2(data: bytes, fmt: str, header: Header) -> np.ndarray:
 
 def _info_for(path: Path | None, arr: np.ndarray, fmt: str | None) -> ImageInfo:
     channels = 1 if arr.ndim == 2 else int(arr.shape[2])
-    return ImageInfo(
-        path=path,
-        height=int(arr.shape[0]),
-        width=int(arr.shape[1]),
-        channels=channels,
-        dtype=arr.dtype.name,
-        has_alpha=channels in (2, 4),
-        format=fmt,
-    )
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    return ImageInfo(path, h, w, channels, arr.dtype.name, channels in (2, 4), fmt)
 
 
 def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
-    """The file's samples as stored, in RGB(A) order: H×W (gray) or H×W×C, uint8/uint16/float32."""
+    """The file's samples, upright, in RGB(A) order: H×W or H×W×C, uint8/uint16/float32."""
     p = Path(path)
-    with reading(p):
-        data = read_all(p)
+    with reading(p), open_file(p) as fh:
+        try:
+            data = fh.read()
+        except OSError as err:
+            raise BadFile(err.strerror or one_line(err)) from None
         fmt = sniff(data[:32])
         if fmt == "tiff":
-            arr = decode_tiff(io.BytesIO(data), len(data))
+            arr, header = decode_tiff(data)
         else:
-            fh = io.BytesIO(data)
-            if fmt == "png":
-                header = png_header(fh, len(data), full=True)
-            elif fmt == "jpeg":
-                header = jpeg_header(fh, len(data), data)
-            else:
-                header = bmp_header(fh, len(data), full=True)
+            header = _HEADERS[fmt](io.BytesIO(data), full=True)  # checks size and integrity first
             check_pixels(header.height, header.width)
-            try:
-                arr = _decode_cv2(data, fmt, header)
-            except MemoryError:
-                raise BadFile("not enough memory to decode the image") from None
+            arr = _decode_cv2(data, fmt, header)
+        if header.orientation in _ORIENT:
+            arr = np.ascontiguousarray(_ORIENT[header.orientation](arr))
         return arr, _info_for(p, arr, fmt)
 
 
 def read_info(path: str | os.PathLike[str]) -> ImageInfo:
-    """The file's size, channels and sample type, from its header where the format allows.
+    """The file's size (upright), channels and sample type, from its header where the format allows.
 
     No size limit applies here (nothing is decoded, except for BMP), so this is the way to see how
     large an image is before reading it. Equal to ``read_image(path).info``.
     """
     p = Path(path)
     with reading(p):
-        with open_file(p) as (fh, size):
+        with open_file(p) as fh:
             fmt = sniff(fh.read(32))
-            if fmt == "png":
-                header = png_header(fh, size, full=False)
-            elif fmt == "jpeg":
-                header = jpeg_header(fh, size, None)
-            elif fmt == "tiff":
-                fh.seek(0)
+            fh.seek(0)
+            if fmt == "tiff":
                 try:
                     with tifffile.TiffFile(fh) as tf:
-                        layout = tiff_layout(tiff_page(tf))
+                        header = tiff_header(tiff_page(tf))
                 except BadFile:
                     raise
                 except Exception as err:
                     raise BadFile(f"corrupt TIFF: {one_line(err)}") from None
-                header = Header(layout.height, layout.width, layout.channels, layout.dtype)
             else:
-                header = bmp_header(fh, size, full=False)
-        if header.channels is None:  # BMP: OpenCV's channel count depends on palette and bit fields
+                header = _HEADERS[fmt](fh, full=False)
+        if header.channels is None:
             return read_raw(p)[1]
-        return ImageInfo(
-            path=p,
-            height=header.height,
-            width=header.width,
-            channels=header.channels,
-            dtype=header.dtype,
-            has_alpha=header.channels in (2, 4),
-            format=fmt,
-        )
+        h, w = (header.width, header.height) if header.orientation >= 5 else (header.height, header.width)
+        return ImageInfo(p, h, w, header.channels, header.dtype, header.channels in (2, 4), fmt)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -323,7 +280,8 @@ def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None
     arr, info = _mask_colour(path)
     if shape is not None and (info.height, info.width) != tuple(shape):
         raise ApirError(
-            f"{safe_name(path)}: mask size {info.width}x{info.height} differs from image size {shape[1]}x{shape[0]}"
+            f"{safe_name(path)}: mask size {info.width}x{info.height} differs from image size "
+            f"{shape[1]}x{shape[0]}"
         )
     defect = arr >= 128 if info.format == "jpeg" else arr > 0
     if defect.ndim == 3:
@@ -499,7 +457,9 @@ def write_image(
         )
     if info is not None:
         if info.path is not None and _same_file(p, Path(info.path)):
-            raise ApirError(f"{safe_name(p)}: refusing to overwrite the input image; choose another output path")
+            raise ApirError(
+                f"{safe_name(p)}: refusing to overwrite the input image; choose another output path"
+            )
         arr = to_file_layout(array_or_rgb, info, alpha)
     else:
         arr = _as_file_array(array_or_rgb, alpha, fmt)
@@ -538,7 +498,7 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ApirError(f"{safe_name(root)}: not a folder" if root.exists() else f"{safe_name(root)}: folder not found")
+        raise ApirError(f"{safe_name(root)}: {'not a folder' if root.exists() else 'folder not found'}")
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
