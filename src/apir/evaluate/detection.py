@@ -55,12 +55,13 @@ from apir.data.imageio import write_image
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.detector import ReferenceDetector
+from apir.evaluate.results import DETECTION_SCHEMA, Detection, json_safe
 from apir.fsutil import atomic_write_bytes
 from apir.restore.functions import RestoreFn, check_restored
 
 __all__ = ["SCHEMA", "VARIANTS", "DetectionRun", "Detector", "detection_check", "frozen_threshold"]
 
-SCHEMA = "apir.detection/1"
+SCHEMA = DETECTION_SCHEMA
 VARIANTS = ("clean", "degraded", "restored")
 #: Recall at which the thresholds are fixed on clean images.
 TARGET_RECALL = 0.95
@@ -147,20 +148,6 @@ def _shrink(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if arr.shape[:2] == size:
         return arr
     return cv2.resize(arr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 #: Per-category values that are summed, not averaged, in ``overall``; thresholds are left out there
@@ -446,7 +433,7 @@ class DetectionRun:
         overall["n_categories"] = len(self.results)
         out = {
             "schema": SCHEMA,
-            "detector": self.describe,
+            "detector": json_safe(self.describe),
             "degradation": self.pipeline.name,
             "seed": int(self.seed),
             "crop": self.crop,
@@ -458,7 +445,7 @@ class DetectionRun:
             "overall": overall,
             "skipped": self.skipped,
         }
-        return _nan_to_none(out)
+        return Detection.model_validate(out).to_dict()
 
 
 def detection_check(

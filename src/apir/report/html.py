@@ -34,9 +34,8 @@ import numpy as np
 
 from apir import __version__
 from apir.data.imageio import read_image, read_mask
-from apir.errors import ApirError
-from apir.evaluate.runner import SCHEMA as EVALUATION_SCHEMA
-from apir.evaluate.runner import load_results as read_evaluation
+from apir.errors import ApirError, safe_name
+from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, load_results
 from apir.fsutil import atomic_write_bytes, is_relative_to
 from apir.report.detection import DetectionSet, detection_section
 from apir.report.figures import (
@@ -57,10 +56,8 @@ from apir.report.formatting import num as _num
 from apir.report.formatting import slug as _slug
 from apir.report.formatting import swatch as _swatch
 
-__all__ = ["SCHEMA", "ResultSet", "load_results", "write_report"]
+__all__ = ["SCHEMA", "ResultSet", "write_report"]
 
-#: The ``schema`` of the ``metrics.json`` files this report reads.
-SCHEMA = EVALUATION_SCHEMA  # written by apir.evaluate.runner
 METRICS = ("psnr", "ssim", "psnr_defect", "psnr_background", "retention", "contrast_ratio")
 #: Marks an index.html as ours: only such a folder may be replaced by a new report.
 GENERATOR = "apir report"
@@ -72,35 +69,29 @@ _GENERATOR_META = f'<meta name="generator" content="{GENERATOR}">'
 
 @dataclass
 class ResultSet:
-    """One results folder: its metrics.json, its display label (unique in the report) and colour."""
+    """One results folder: its typed results, the file's bytes, its display label (unique in the
+    report) and colour. ``data`` is the results as the JSON dict, for the page code."""
 
     path: Path
-    data: dict[str, Any]
+    results: Results
     raw: bytes
     label: str = ""
     color: str = ""
+
+    def __post_init__(self) -> None:
+        self.data = self.results.to_dict()
 
     @property
     def images(self) -> dict[str, dict[str, Any]]:
         return {img["key"]: img for img in self.data["images"]}
 
 
-def load_results(path: str | os.PathLike[str]) -> ResultSet:
-    """Read one results folder (validated by the evaluator's own reader) and check what the page needs."""
+def _load_set(path: str | os.PathLike[str]) -> ResultSet:
+    """Read one results folder with the evaluator's own typed reader (one-line errors)."""
     p = Path(path)
     if not p.is_dir():
-        raise ApirError(f"{p}: results folder not found")
-    data = read_evaluation(p)
-    mj = p / "metrics.json"
-    images = data["images"]
-    if not isinstance(data["overall"], dict) or not isinstance(images, list):
-        raise ApirError(f"{mj}: invalid results file ('overall' and 'images' are required)")
-    for i, img in enumerate(images):
-        if not isinstance(img, dict) or not isinstance(img.get("key"), str):
-            raise ApirError(f"{mj}: invalid results file (images[{i}] has no 'key')")
-    if not isinstance(data.get("categories"), dict):
-        data["categories"] = {}
-    return ResultSet(path=p, data=data, raw=mj.read_bytes())
+        raise ApirError(f"{safe_name(p)}: results folder not found")
+    return ResultSet(path=p, results=load_results(p), raw=(p / RESULTS_FILE).read_bytes())
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -693,7 +684,7 @@ def write_report(
     """
     if not results_dirs:
         raise ApirError("no results folders given (pass one or more folders written by apir evaluate)")
-    sets = [load_results(p) for p in results_dirs]
+    sets = [_load_set(p) for p in results_dirs]
     _unique_labels(sets)
     for s, color in zip(sets, method_colors(len(sets)), strict=True):
         s.color = color
