@@ -39,7 +39,7 @@ from apir.data.datasets import EvalImageDataset, to_hwc
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
-from apir.errors import ApirError
+from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
@@ -333,5 +333,5 @@ def evaluate(
         # metrics.json last: its presence means the folder is complete.
         atomic_write_bytes(out / RESULTS_FILE, results.to_json().encode("utf-8"))
     except OSError as err:
-        raise ApirError(f"{out}: cannot write results ({err.strerror or err})") from None
+        raise ApirError(f"{safe_name(out)}: cannot write results ({err.strerror or err})") from None
     return results.to_dict()
