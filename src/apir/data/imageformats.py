@@ -32,7 +32,6 @@ from apir.errors import ApirError, safe_name
 MAX_PIXELS = 1 << 28
 MAX_PIXELS_ENV = "APIR_MAX_IMAGE_PIXELS"
 FORMAT_NAME = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
-_EXIF_ORIENTATION = 0x0112
 
 
 class BadFile(Exception):
@@ -53,17 +52,11 @@ def reading(path: Path) -> Iterator[None]:
         raise ApirError(f"{safe_name(path)}: cannot read image (not enough memory to decode it)") from None
 
 
-def max_pixels() -> int:
-    env = os.environ.get(MAX_PIXELS_ENV)
-    if not env:
-        return MAX_PIXELS
-    if not env.strip().isdigit() or int(env) <= 0:
-        raise ApirError(f"{MAX_PIXELS_ENV}={env!r} must be a positive whole number of pixels")
-    return int(env)
-
-
 def check_pixels(height: int, width: int) -> None:
-    limit = max_pixels()
+    env = os.environ.get(MAX_PIXELS_ENV)
+    if env and (not env.strip().isdigit() or int(env) <= 0):
+        raise ApirError(f"{MAX_PIXELS_ENV}={env!r} must be a positive whole number of pixels")
+    limit = int(env) if env else MAX_PIXELS
     if height * width > limit:
         raise BadFile(
             f"image too large: {width}x{height} is {height * width / 1e6:.0f} megapixels, over the limit of "
@@ -122,27 +115,20 @@ class Header:
     width: int
     channels: int | None  # None: only a decode can tell (BMP: OpenCV's choice depends on the palette)
     dtype: str
-    orientation: int = 1  # EXIF / TIFF Orientation, 1 = as stored
+    orientation: int = 1  # EXIF / TIFF Orientation; 1 = upright as stored
 
 
-def _exif_orientation(exif: Image.Exif) -> int:
-    value = exif.get(_EXIF_ORIENTATION, 1)
+def _orientation(value: object) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 class _PngReader(png.Reader):
     """pypng's reader, also keeping the eXIf chunk (pypng hands each chunk to ``_process_<type>``)."""
 
-    exif: bytes | None = None
+    exif = b""
 
     def _process_eXIf(self, data: bytes) -> None:  # noqa: N802 - pypng's naming
         self.exif = data
-
-
-def _png_reason(err: Exception) -> str:
-    text = one_line(err).removeprefix("ChunkError: ").removeprefix("FormatError: ")
-    short = any(s in text for s in ("too short", "End of file", "No more chunks"))
-    return f"truncated PNG ({text})" if short else f"corrupt PNG ({text})"
 
 
 def png_header(fh: BinaryIO, full: bool) -> Header:
@@ -150,49 +136,44 @@ def png_header(fh: BinaryIO, full: bool) -> Header:
     reader = _PngReader(file=fh)
     try:
         reader.preamble()  # the chunks before IDAT, eXIf included (where the PNG spec puts it)
-        # chunk() reads one chunk and checks its CRC: the first IDAT only, or (full) all to IEND
-        for _ in reader.chunks() if full else [reader.chunk()]:
+        for _ in reader.chunks() if full else [reader.chunk()]:  # chunk() checks the CRC
             pass
     except (png.Error, ValueError) as err:
-        raise BadFile(_png_reason(err)) from None
+        text = one_line(err).removeprefix("ChunkError: ").removeprefix("FormatError: ")
+        short = any(s in text for s in ("too short", "End of file", "No more chunks"))
+        raise BadFile(f"{'truncated' if short else 'corrupt'} PNG ({text})") from None
+    exif = Image.Exif()
+    try:
+        exif.load(reader.exif)
+    except Exception:  # a damaged EXIF block does not make the pixels unreadable
+        exif = Image.Exif()
     trns = reader.trns is not None
     # OpenCV (IMREAD_UNCHANGED) turns tRNS into an alpha channel for RGB and palette images and
     # ignores it for gray ones; gray+alpha comes out as BGRA and is narrowed back to 2 channels.
     channels = {0: 1, 2: 4 if trns else 3, 3: 4 if trns else 3, 4: 2, 6: 4}[reader.color_type]
     dtype = "uint16" if reader.bitdepth == 16 else "uint8"
-    orientation = _orientation_of(reader.exif)
-    return Header(reader.height, reader.width, channels, dtype, orientation)
-
-
-def _orientation_of(exif_bytes: bytes | None) -> int:
-    if not exif_bytes:
-        return 1
-    exif = Image.Exif()
-    try:
-        exif.load(exif_bytes)
-    except Exception:  # a damaged EXIF block does not make the pixels unreadable
-        return 1
-    return _exif_orientation(exif)
+    return Header(reader.height, reader.width, channels, dtype, _orientation(exif.get(0x0112)))
 
 
 def jpeg_header(fh: BinaryIO, full: bool) -> Header:
-    """The frame header (and EXIF); ``full``: also decode at 1/8 scale, which reads the whole scan,
-    so a truncated or corrupt file is caught with libjpeg's reason (OpenCV 4 decodes it silently)."""
+    """The frame header and EXIF; ``full``: also decode at 1/8 scale, which reads the whole scan, so a
+    truncated or corrupt file is caught with libjpeg's reason (OpenCV 4 decodes it silently)."""
     try:
         im = JpegImagePlugin.JpegImageFile(fh)
         header = Header(
-            im.height, im.width, 1 if im.mode == "L" else 3, "uint8", _exif_orientation(im.getexif())
+            *im.size[::-1], 1 if im.mode == "L" else 3, "uint8", _orientation(im.getexif().get(0x0112))
         )
-        if full:
+        if full:  # (draft() shrinks im.size, hence the header first)
             check_pixels(im.height, im.width)
             im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
     except (OSError, SyntaxError, ValueError) as err:
-        kind = "truncated" if "truncated" in str(err) else "corrupt"
-        raise BadFile(f"{kind} JPEG ({one_line(err)})") from None
+        raise BadFile(
+            f"{'truncated' if 'truncated' in str(err) else 'corrupt'} JPEG ({one_line(err)})"
+        ) from None
     if getattr(im, "bits", 8) != 8:
         raise BadFile(f"unsupported {im.bits}-bit JPEG (only 8-bit JPEG is supported)")
-    return header
+    return header  # CMYK and YCCK are decoded to RGB
 
 
 def bmp_header(fh: BinaryIO, full: bool) -> Header:
@@ -202,15 +183,13 @@ def bmp_header(fh: BinaryIO, full: bool) -> Header:
             check_pixels(im.height, im.width)
             im.load()  # Pillow says why a bitmap is truncated or corrupt; OpenCV only fails
     except (OSError, SyntaxError, ValueError) as err:
-        kind = "truncated" if "truncated" in str(err) else "corrupt"
-        raise BadFile(f"{kind} BMP ({one_line(err)})") from None
-    return Header(im.height, im.width, None, "uint8")
+        raise BadFile(
+            f"{'truncated' if 'truncated' in str(err) else 'corrupt'} BMP ({one_line(err)})"
+        ) from None
+    return Header(*im.size[::-1], None, "uint8")
 
 
-# ------------------------------------------------------------------------------------ TIFF
-
-
-def tiff_page(tf: tifffile.TiffFile) -> tifffile.TiffPage:
+def _tiff_page(tf: tifffile.TiffFile) -> tifffile.TiffPage:
     """The one full-size image of a TIFF; several (a stack) is an error."""
     main = [p for p in tf.pages if not int(getattr(p, "subfiletype", 0) or 0) & 1]  # bit 0: reduced copy
     if len(main) > 1:
@@ -222,75 +201,74 @@ def tiff_page(tf: tifffile.TiffFile) -> tifffile.TiffPage:
     return page if isinstance(page, tifffile.TiffPage) else page.aspage()
 
 
-def tiff_header(page: tifffile.TiffPage) -> Header:
+def _tiff_header(page: tifffile.TiffPage) -> Header:
     """Size, channels and sample type of a gray, RGB or palette page (with alpha); else BadFile."""
     kinds = tifffile.PHOTOMETRIC
     if int(getattr(page, "imagedepth", 1) or 1) > 1:
         raise BadFile(f"3-D TIFF volume (depth {page.imagedepth}) is not supported")
     spp, extras, kind = int(page.samplesperpixel), len(page.extrasamples or ()), page.photometric
-    if kind in (kinds.MINISBLACK, kinds.MINISWHITE):
-        channels = spp if spp - extras == 1 and spp <= 2 else None
-    elif kind == kinds.RGB:
-        channels = spp if spp - extras == 3 and spp <= 4 else None
-    elif kind == kinds.PALETTE:
-        channels = 3 if spp == 1 else None
-    else:
+    if kind not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE):
         name = getattr(kind, "name", str(kind))
         raise BadFile(f"unsupported TIFF colour space {name} (gray, RGB or palette expected)")
-    if channels is None:
+    colour = {kinds.RGB: 3, kinds.PALETTE: 1}.get(kind, 1)
+    if spp - extras != colour or spp > colour + 1 or (kind == kinds.PALETTE and spp != 1):
         raise BadFile(f"unsupported TIFF with {spp} samples per pixel ({extras} extra)")
     dtype = np.dtype(page.dtype) if page.dtype is not None else None
     if dtype is None or (kind == kinds.PALETTE and dtype.kind != "u"):
         raise BadFile(f"unsupported TIFF sample format ({page.bitspersample} bits)")
-    if kind == kinds.PALETTE:
-        cmap = page.colormap
-        out = "uint8" if cmap is not None and not np.any(np.asarray(cmap) % 257) else "uint16"
+    if kind == kinds.PALETTE:  # an 8-bit palette is stored as 16-bit values that are multiples of 257
+        out = "uint16" if page.colormap is None or np.any(np.asarray(page.colormap) % 257) else "uint8"
     elif dtype in (np.bool_, np.uint8, np.uint16):
         out = "uint16" if dtype == np.uint16 else "uint8"
     elif dtype.kind == "f":
         out = "float32"
     else:
         raise BadFile(f"unsupported sample type {dtype.name} (uint8, uint16 and float TIFFs are supported)")
-    orientation = page.tags.valueof(274, 1)
-    orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
-    return Header(int(page.imagelength), int(page.imagewidth), channels, out, orientation)
+    channels = 3 if kind == kinds.PALETTE else spp
+    return Header(page.imagelength, page.imagewidth, channels, out, _orientation(page.tags.valueof(274, 1)))
+
+
+def tiff_header(fh: BinaryIO) -> Header:
+    try:
+        with tifffile.TiffFile(fh) as tf:
+            return _tiff_header(_tiff_page(tf))
+    except BadFile:
+        raise
+    except Exception as err:
+        raise BadFile(f"corrupt TIFF: {one_line(err)}") from None
 
 
 def decode_tiff(data: bytes) -> tuple[np.ndarray, Header]:
     """The page's samples as H×W or H×W×C (palette expanded, MinIsWhite inverted, float as float32)."""
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tf:
-            page = tiff_page(tf)
-            header = tiff_header(page)
+            page = _tiff_page(tf)
+            header = _tiff_header(page)
             check_pixels(header.height, header.width)
             if any(o + n > len(data) for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)):
                 raise BadFile("truncated TIFF (image data runs past the end of the file)")
-            arr = page.asarray()
-            cmap, planar = page.colormap, int(page.planarconfig) == 2 and page.samplesperpixel > 1
+            arr, cmap = page.asarray(), page.colormap
+            planar = int(page.planarconfig) == 2 and page.samplesperpixel > 1
             miniswhite = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE
     except (BadFile, MemoryError):
         raise
     except Exception as err:
         raise BadFile(f"corrupt TIFF: {one_line(err)}") from None
-    if planar and arr.ndim == 3:
-        arr = np.moveaxis(arr, 0, -1)
+    arr = np.moveaxis(arr, 0, -1) if planar and arr.ndim == 3 else arr
     arr = arr.astype(arr.dtype.newbyteorder("=")) if not arr.dtype.isnative else arr
     if cmap is not None and header.channels == 3 and arr.ndim == 2:
-        cmap = np.asarray(cmap, np.uint16)
-        if int(arr.max(initial=0)) >= cmap.shape[1]:
+        if int(arr.max(initial=0)) >= np.shape(cmap)[1]:
             raise BadFile("corrupt TIFF (palette index out of range)")
-        arr = cmap[:, arr].transpose(1, 2, 0)
+        arr = np.asarray(cmap, np.uint16)[:, arr].transpose(1, 2, 0)
         arr = (arr // 257).astype(np.uint8) if header.dtype == "uint8" else np.ascontiguousarray(arr)
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * np.uint8(255)
+    arr = arr.astype(np.uint8) * np.uint8(255) if arr.dtype == np.bool_ else arr
     if miniswhite and arr.dtype.kind == "u":  # show what viewers show: 0 is black (alpha kept)
         arr = arr.copy()
         gray = arr if arr.ndim == 2 else arr[..., 0]
         np.subtract(np.iinfo(arr.dtype).max, gray, out=gray)
     arr = arr.astype(np.float32) if arr.dtype.kind == "f" else arr
     arr = arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
-    expected = (header.height, header.width) + ((header.channels,) if header.channels > 1 else ())
-    if arr.shape != expected:
+    if arr.shape != (header.height, header.width) + ((header.channels,) if header.channels > 1 else ()):
         raise BadFile(f"unsupported TIFF layout (array of shape {arr.shape})")
     return arr, header
 
@@ -299,7 +277,7 @@ def encode_png_gray_alpha(arr: np.ndarray) -> bytes:
     """A gray+alpha PNG (8 or 16 bit) by pypng: OpenCV's encoder takes 1, 3 or 4 channels only and
     Pillow cannot write 16-bit gray+alpha."""
     height, width, _ = arr.shape
-    depth = 16 if arr.dtype == np.uint16 else 8
     buf = io.BytesIO()
-    png.Writer(width, height, greyscale=True, alpha=True, bitdepth=depth).write(buf, arr.reshape(height, -1))
+    writer = png.Writer(width, height, greyscale=True, alpha=True, bitdepth=8 * arr.dtype.itemsize)
+    writer.write(buf, arr.reshape(height, -1))
     return buf.getvalue()
