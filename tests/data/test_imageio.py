@@ -457,3 +457,11 @@ def test_jpeg_exif_orientation_rotates_image_and_size(tmp_path):
     assert loaded.rgb[:16].mean() > 0.9 and loaded.rgb[16:].mean() < 0.1  # the white half is now on top
     write_image(tmp_path / "out.png", loaded.rgb, info=loaded.info)  # written upright, without the tag
     assert read_info(tmp_path / "out.png").shape == (32, 16)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "JPEG2000"])
+def test_other_formats_are_named_in_the_error(tmp_path, fmt):
+    path = tmp_path / "image.png"  # the extension does not matter: the content does
+    Image.fromarray(_u8(3)).save(path, fmt)
+    assert f"{fmt} files are not supported" in _error(read_image, path)
+    assert f"{fmt} files are not supported" in _error(read_info, path)

@@ -139,7 +139,7 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
             data = fh.read()
         except OSError as err:
             raise BadFile(err.strerror or one_line(err)) from None
-        fmt = formats.sniff(data[:32])
+        fmt = formats.sniff(data[:4096])
         if fmt == "tiff":
             arr, header = formats.decode_tiff(data)
         else:
@@ -158,7 +158,7 @@ def read_info(path: str | os.PathLike[str]) -> ImageInfo:
     p = Path(path)
     with reading(p):
         with formats.open_file(p) as fh:
-            fmt = formats.sniff(fh.read(32))
+            fmt = formats.sniff(fh.read(4096))
             fh.seek(0)
             header = formats.tiff_header(fh) if fmt == "tiff" else _HEADERS[fmt](fh, full=False)
         if header.channels is None:
