@@ -80,7 +80,7 @@ Metric = Annotated[float | None, BeforeValidator(_number)]
 
 class _Model(BaseModel):
     # Unknown fields are kept (and written back), so a file from a newer apir survives a round trip.
-    model_config = ConfigDict(extra="allow", frozen=False)
+    model_config = ConfigDict(extra="allow")
 
 
 class Scores(_Model):
