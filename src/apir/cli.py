@@ -239,12 +239,12 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from apir.evaluate.runner import load_results
+    from apir.evaluate.results import load_results
     from apir.report.html import write_report
 
     index = write_report(args.results, args.output, title=args.title, max_examples=args.examples)
     for results_dir in args.results:
-        print(format_overall(load_results(results_dir)))
+        print(format_overall(load_results(results_dir).to_dict()))
     print(f"report written to {index}")
     return 0
 

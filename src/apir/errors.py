@@ -19,3 +19,24 @@ class ApirError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def safe_name(path: object) -> str:
+    """``path`` as text fit for a one-line message: control and invisible characters escaped.
+
+    File names may hold newlines, terminal escape sequences or right-to-left overrides; printed raw
+    they break the one-line error or make it lie. Printable characters (including non-ASCII
+    letters) are kept; others become ``\\n``, ``\\x1b``, ``\\u202e``...; bytes that were not valid
+    in the file system's encoding (surrogate escapes) become ``\\xNN``.
+    """
+    text = path if isinstance(path, str) else str(path)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape for an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)

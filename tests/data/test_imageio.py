@@ -168,12 +168,33 @@ def test_palette_png_becomes_rgb_or_rgba(tmp_path):
 
 def test_float_tiff_is_clipped_but_alpha_untouched(tmp_path):
     data = np.zeros((2, 2, 4), np.float32)
-    data[..., 0] = [[-0.5, 2.0], [np.nan, 0.25]]
+    data[..., 0] = [[-0.5, 2.0], [0.0, 0.25]]
     data[..., 3] = [[-1.0, 3.0], [0.5, 0.5]]
     write_image(tmp_path / "f.tif", data)
     loaded = read_image(tmp_path / "f.tif")
     np.testing.assert_array_equal(loaded.rgb[..., 0], [[0.0, 1.0], [0.0, 0.25]])
     np.testing.assert_array_equal(loaded.alpha, data[..., 3])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_tiff_is_refused_not_painted_black(tmp_path, bad):
+    all_bad = np.full((2, 3), bad, np.float32)
+    tifffile.imwrite(tmp_path / "all.tif", all_bad)
+    assert "NaN or infinite" in _error(read_image, tmp_path / "all.tif")
+    one_bad = np.full((2, 3, 3), 0.5, np.float32)
+    one_bad[1, 2, 0] = bad
+    tifffile.imwrite(tmp_path / "one.tif", one_bad, photometric="rgb")
+    assert "1 of 18" in _error(read_image, tmp_path / "one.tif")
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path):
+    path = tmp_path / "evil\nname\x1b[31m.png"
+    path.write_bytes(b"plain text, not an image")
+    with pytest.raises(ApirError) as exc:
+        read_image(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and "\x1b" not in msg
+    assert "evil\\nname\\x1b[31m.png: cannot read image" in msg
 
 
 def test_planar_tiff_is_transposed(tmp_path):
@@ -403,3 +424,44 @@ def test_list_images(tmp_path):
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.JPG", "b.png", "c.tiff"]
     with pytest.raises(ApirError, match="not found"):
         list_images(tmp_path / "nope")
+
+
+def _with_orientation(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_viewers_do(tmp_path, orientation):
+    from PIL import ImageOps
+
+    stored = Image.fromarray(_u8(3))  # 7 wide, 5 high: a transposition shows in the size
+    stored.save(tmp_path / "o.png", exif=_with_orientation(stored, orientation))
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    raw, info = read_raw(tmp_path / "o.png")
+    np.testing.assert_array_equal(raw, upright)
+    assert read_info(tmp_path / "o.png") == info and info.shape == upright.shape[:2]
+
+    tifffile.imwrite(tmp_path / "o.tif", np.asarray(stored), extratags=[(274, "H", 1, orientation, True)])
+    np.testing.assert_array_equal(read_raw(tmp_path / "o.tif")[0], upright)
+
+
+def test_jpeg_exif_orientation_rotates_image_and_size(tmp_path):
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:, :16] = 255  # left half white
+    image = Image.fromarray(stored)
+    image.save(tmp_path / "cam.jpg", exif=_with_orientation(image, 6), quality=95)  # 6: turn 90° clockwise
+    loaded = read_image(tmp_path / "cam.jpg")
+    assert loaded.info.shape == (32, 16) == read_info(tmp_path / "cam.jpg").shape
+    assert loaded.rgb[:16].mean() > 0.9 and loaded.rgb[16:].mean() < 0.1  # the white half is now on top
+    write_image(tmp_path / "out.png", loaded.rgb, info=loaded.info)  # written upright, without the tag
+    assert read_info(tmp_path / "out.png").shape == (32, 16)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "JPEG2000"])
+def test_other_formats_are_named_in_the_error(tmp_path, fmt):
+    path = tmp_path / "image.png"  # the extension does not matter: the content does
+    Image.fromarray(_u8(3)).save(path, fmt)
+    assert f"{fmt} files are not supported" in _error(read_image, path)
+    assert f"{fmt} files are not supported" in _error(read_info, path)

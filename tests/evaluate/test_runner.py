@@ -13,7 +13,8 @@ from apir.data.imageio import read_image, read_info
 from apir.errors import ApirError
 from apir.evaluate.baselines import get_baseline
 from apir.evaluate.metrics import METRIC_NAMES
-from apir.evaluate.runner import REQUIRED_KEYS, SCHEMA, evaluate, load_results
+from apir.evaluate.results import SCHEMA, Results
+from apir.evaluate.runner import evaluate, load_results
 
 N_PER_CATEGORY = 8  # tiny_demo: 2 good + 3 defect types × 2 per category
 SUMMARY_KEYS = {*METRIC_NAMES, *(f"input_{m}" for m in METRIC_NAMES), "n_images", "seconds"}
@@ -35,9 +36,10 @@ def identity_run(tiny_demo, tmp_path_factory):
 
 def test_schema_and_identity_equals_input(identity_run):
     out, results = identity_run
-    data = load_results(out)
-    assert data == json.loads(json.dumps(results))
-    assert set(REQUIRED_KEYS) <= set(data)
+    loaded = load_results(out)
+    assert isinstance(loaded, Results)
+    data = loaded.to_dict()
+    assert data == json.loads(json.dumps(results)) == json.loads((out / "metrics.json").read_text())
     assert data["schema"] == SCHEMA and data["method"] == "identity" and data["label"] == "identity"
     assert data["model"] is None and data["split"] == "test" and data["degradation"] == "noise25"
     assert data["metric_names"] == list(METRIC_NAMES)
@@ -197,14 +199,14 @@ def test_output_folder_rules(tiny_demo, tmp_path):
     _run(tiny_demo, out, categories=["brick"], save_images=0)
     assert not (out / "images").exists()
     assert (out / "report.html").read_text() == "kept"
-    assert list(load_results(out)["categories"]) == ["brick"]
+    assert list(load_results(out).categories) == ["brick"]
 
     # An interrupted run (marker, no metrics.json) is still ours: load refuses, a rerun may overwrite.
     (out / "metrics.json").unlink()
     with pytest.raises(ApirError, match="no metrics.json"):
         load_results(out)
     _run(tiny_demo, out, categories=["brick"], save_images=0)
-    assert load_results(out)["overall"]["n_images"] == N_PER_CATEGORY
+    assert load_results(out).overall.n_images == N_PER_CATEGORY
 
 
 def test_load_results_errors(tmp_path):

@@ -120,6 +120,7 @@ def test_corrupt_map_figure_is_reported_not_copied(detection_runs, tmp_path):
 
 def test_long_keys_get_distinct_files_and_paths_must_stay_inside(tmp_path):
     from apir.data.imageio import write_image
+    from apir.evaluate.results import Detection
     from apir.report.detection import DetectionSet, detection_section
 
     res = tmp_path / "res"
@@ -130,9 +131,9 @@ def test_long_keys_get_distinct_files_and_paths_must_stay_inside(tmp_path):
         maps.append({"key": key, "path": f"detection/{i}.png"})
     write_image(tmp_path / "outside.png", np.zeros((8, 8, 3), np.uint8))
     maps.append({"key": "x/test/crack/000", "path": "../outside.png"})
-    maps.append({"key": 7})  # malformed: ignored
     cat = {"clean": {"pixel_auroc": 0.9}, "degraded": {}, "restored": {}, "maps": maps}
     det = {"overall": {"clean": {"pixel_auroc": 0.9}}, "categories": {"splicing_connectors": cat}}
+    det = Detection.model_validate(det)
     out = tmp_path / "report"
     (out / "figures").mkdir(parents=True)
     text = detection_section([DetectionSet("a", "#123456", res, det)], out, "5. x", max_maps=5)
@@ -141,3 +142,19 @@ def test_long_keys_get_distinct_files_and_paths_must_stay_inside(tmp_path):
     assert [read_image(out / s).rgb[0, 0, 0] for s in srcs] == pytest.approx([40 / 255, 80 / 255])
     assert "outside the results folder" in text
     assert not any("outside" in p.name for p in out.rglob("*.png"))
+
+
+def test_malformed_detection_block_is_a_one_line_error(detection_runs, tmp_path):
+    import shutil
+
+    from apir.errors import ApirError
+
+    edited = tmp_path / "edited"
+    shutil.copytree(detection_runs["smear"], edited)
+    data = json.loads((edited / "metrics.json").read_text())
+    first = next(iter(data["detection"]["categories"]))
+    data["detection"]["categories"][first]["maps"].append({"key": 7})
+    (edited / "metrics.json").write_text(json.dumps(data))
+    with pytest.raises(ApirError) as exc:
+        write_report([edited], tmp_path / "r")
+    assert f"detection.categories.{first}.maps[1]" in str(exc.value) and "\n" not in str(exc.value)

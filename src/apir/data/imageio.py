@@ -1,53 +1,25 @@
 """Image files in and out: camera images to float RGB and back to the file's own mode and depth.
 
-Models work on float32 RGB in [0, 1]; users bring 8- and 16-bit gray, RGB and RGBA files in PNG,
-TIFF, JPEG and BMP. :func:`read_image` turns any of them into a :class:`LoadedImage` (float RGB, the
-untouched alpha channel and an :class:`ImageInfo` describing the file), and :func:`write_image` with
-that ``info`` writes a result back in the same mode and bit depth. Every problem with a user's file
-is an :class:`~apir.errors.ApirError` reading ``"<path>: cannot read image (<reason>)"`` on one line.
+Models work on float32 RGB in [0, 1]; users bring 8- and 16-bit gray, RGB and RGBA files in PNG, TIFF,
+JPEG and BMP. :func:`read_image` turns any of them into a :class:`LoadedImage` (float RGB, the untouched
+alpha and an :class:`ImageInfo`), and :func:`write_image` with that ``info`` writes a result back in the
+same mode and bit depth; a read followed by :func:`to_file_layout` reproduces the file's samples
+exactly. ``docs/data.md`` has the full mapping: gray is replicated to RGB (and written back as the
+channel mean, exact for replicated gray); alpha is kept aside in the file's sample type; 8/16-bit
+samples are divided by 255/65535; float TIFFs are clipped to [0, 1] and NaN or infinite colour samples
+are refused; palettes become RGB(A); TIFF MinIsWhite is inverted; CMYK JPEG becomes RGB.
 
-Channel mapping (file → ``LoadedImage``), and back (:func:`to_file_layout`):
+Orientation: an EXIF (JPEG, PNG ``eXIf``) or TIFF Orientation tag is applied on read, so apir sees
+what viewers show and sizes are the displayed ones; results are written upright, without the tag.
+Metadata (EXIF, ICC profiles, resolution) is not copied on write.
 
-* gray (1 channel) → replicated to R = G = B. Back: the mean of R, G and B, computed in float64, so
-  it is *exact* for replicated gray (``(x + x + x) / 3 == x``); a model that returns different
-  channels for a gray input gets them averaged.
-* gray + alpha (2 channels) and RGBA (4 channels) → the colour channels are used; the alpha channel
-  is kept aside, in the file's sample type and unchanged, and re-attached unchanged on write.
-* 8-bit → divided by 255; 16-bit → divided by 65535; back: ``round(clip(x, 0, 1) * max)``. A read
-  followed by :func:`to_file_layout` reproduces the file's samples exactly.
-* float TIFF (16-, 32- or 64-bit) → float32, clipped to [0, 1], NaN → 0 (the alpha is not clipped);
-  written back as float32.
-* palette images (PNG, TIFF) → converted to RGB (RGBA for PNG palettes with transparency) and
-  written back as true-colour files. A PNG ``tRNS`` transparency colour makes an RGB file RGBA (as
-  OpenCV decodes it); on a gray PNG it is ignored (OpenCV drops it).
-* 1-bit TIFF → uint8 0/255. PNG bit depths 1, 2 and 4 are expanded to 8 bits.
-* CMYK / YCCK JPEG → RGB (converted by the decoder).
-* TIFF ``MinIsWhite`` integer images are inverted to the usual black-is-zero convention, so apir
-  sees what image viewers show. Beware: ``tifffile.imwrite`` stores *bool* arrays as MinIsWhite,
-  so a bool mask saved that way reads back inverted (Pillow stores them as MinIsBlack).
-
-Orientation and metadata: images are read as stored. EXIF orientation is *not* applied
-(``cv2.IMREAD_UNCHANGED`` ignores it, as does tifffile for the TIFF Orientation tag); for
-inspection cameras that is what we want, because masks, ground-truth files and defect coordinates
-refer to the stored pixel grid. Metadata (EXIF, ICC profiles, resolution) is not copied on write.
-
-The format is recognised from the file's *content* (magic bytes), not its extension, so a PNG named
-``.jpg`` still reads (and :attr:`ImageInfo.format` says ``"png"``). Writing picks the format from the
-extension and refuses what it cannot store (alpha in JPEG, 16-bit in JPEG or BMP, float outside
-TIFF) with an ApirError naming a format that can. PNG, JPEG and BMP are read and written with
-OpenCV through ``cv2.imdecode`` / ``cv2.imencode`` on bytes (OpenCV's own file functions fail on
-non-ASCII paths on some platforms), TIFF with tifffile (written uncompressed). JPEG is written at
-quality 95. Every write is atomic (:mod:`apir.fsutil`) and creates missing parent folders.
-
-TIFF layout: only single-image files are read. A file holding several full-size images (a stack,
-multi-page scan) is refused rather than silently reduced to its first page, since writing the
-result back would drop the other pages; reduced-resolution pages (thumbnails, pyramid levels) are
-ignored. Planar (channel-first, ``PlanarConfiguration=2``) files are transposed to H×W×C, which the
-tag makes unambiguous; 3-D volumes (``ImageDepth > 1``), integer types other than uint8/uint16 and
-more than 4 channels are refused.
-
-Huge images, truncated and corrupt files: headers are read and checked before decoding
-(:mod:`apir.data.imageformats`).
+The format comes from the file's content (:mod:`apir.data.imageformats`, which also refuses huge and
+broken files before decoding); writing picks it from the extension and refuses what it cannot store
+with an ApirError naming a format that can. PNG, JPEG and BMP pixels are decoded and encoded by OpenCV
+on bytes (its file functions fail on non-ASCII paths on some platforms), TIFF by tifffile (written
+uncompressed), gray+alpha PNG by pypng; JPEG is written at quality 95. Every write is atomic and
+creates missing parent folders. Only single-image TIFFs are read (a stack is refused, never reduced
+to its first page); planar TIFFs are transposed to H×W×C.
 """
 
 from __future__ import annotations
@@ -61,59 +33,36 @@ import cv2
 import numpy as np
 import tifffile
 
-from apir.data.imageformats import (
-    FORMAT_NAME,
-    BadFile,
-    Header,
-    bmp_header,
-    check_pixels,
-    decode_tiff,
-    encode_png_gray_alpha,
-    jpeg_header,
-    one_line,
-    open_file,
-    png_header,
-    read_all,
-    reading,
-    sniff,
-    tiff_layout,
-    tiff_page,
-)
-from apir.errors import ApirError
+from apir.data import imageformats as formats
+from apir.data.imageformats import BadFile, one_line, reading
+from apir.errors import ApirError, safe_name
 from apir.fsutil import atomic_write_bytes
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageInfo",
-    "LoadedImage",
-    "list_images",
-    "mask_is_binary",
-    "read_image",
-    "read_info",
-    "read_mask",
-    "read_raw",
-    "to_file_layout",
-    "write_image",
-    "write_mask",
-]
+__all__ = ["IMAGE_EXTENSIONS", "ImageInfo", "LoadedImage", "list_images", "mask_is_binary", "read_image"]
+__all__ += ["read_info", "read_mask", "read_raw", "to_file_layout", "write_image", "write_mask"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
 _EXT_FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
 _DTYPES = ("uint8", "uint16", "float32")
 _MODES = {1: "gray", 2: "gray+alpha", 3: "rgb", 4: "rgba"}
-_JPEG_QUALITY = 95
+_HEADERS = {"png": formats.png_header, "jpeg": formats.jpeg_header, "bmp": formats.bmp_header}
+# EXIF / TIFF Orientation → the array operation that shows the image upright (as PIL's exif_transpose)
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What an image file holds: size, channels and sample type (not the pixels).
-
-    ``channels`` counts the channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
-    ``dtype`` is the file's sample type: ``"uint8"``, ``"uint16"`` or ``"float32"``.
-    ``format`` is the file's format as recognised from its content (``"png"``, ``"jpeg"``,
-    ``"tiff"``, ``"bmp"``); None for an info made up by hand.
-    """
+    """What an image file holds (not the pixels): size upright, ``channels`` (1 gray, 2 gray+alpha,
+    3 RGB, 4 RGBA), sample ``dtype`` (uint8, uint16, float32) and the ``format`` recognised from its
+    content ("png", "jpeg", "tiff", "bmp"; None for an info made up by hand)."""
 
     path: Path | None
     height: int
@@ -160,169 +109,110 @@ class LoadedImage:
 # ---------------------------------------------------------------------------------- reading
 
 
-def _decode_cv2(data: bytes, fmt: str, header: Header) -> np.ndarray:
+def _decode_cv2(data: bytes, fmt: str, header: formats.Header) -> np.ndarray:
+    name = formats.FORMAT_NAME[fmt]
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
-        raise BadFile(f"corrupt {FORMAT_NAME[fmt]} ({one_line(err)})") from None
+        raise BadFile(f"corrupt {name} ({one_line(err)})") from None
     if arr is None:
-        raise BadFile(f"corrupt or unsupported {FORMAT_NAME[fmt]} data (the decoder failed)")
+        raise BadFile(f"corrupt or unsupported {name} data (the decoder failed)")
     if arr.dtype not in (np.uint8, np.uint16):
         raise BadFile(f"unsupported sample type {arr.dtype.name}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3:
-        if arr.shape[2] == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-        elif arr.shape[2] == 4:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-            if header.channels == 2:  # gray+alpha PNG, decoded as BGRA with B = G = R
-                arr = np.ascontiguousarray(arr[..., [0, 3]])
-        elif arr.shape[2] != 2:
-            raise BadFile(f"unsupported image with {arr.shape[2]} channels")
+    arr = arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+        if header.channels == 2:  # gray+alpha PNG, decoded as BGRA with B = G = R
+            arr = np.ascontiguousarray(arr[..., [0, 3]])
+    elif arr.ndim == 3 and arr.shape[2] != 2:
+        raise BadFile(f"unsupported image with {arr.shape[2]} channels")
     if arr.shape[:2] != (header.height, header.width):
-        raise BadFile(f"corrupt {FORMAT_NAME[fmt]} (decoded size differs from the header)")
+        raise BadFile(f"corrupt {name} (decoded size differs from the header)")
     return arr
 
 
-def _info_for(path: Path | None, arr: np.ndarray, fmt: str | None) -> ImageInfo:
-    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
-    return ImageInfo(
-        path=path,
-        height=int(arr.shape[0]),
-        width=int(arr.shape[1]),
-        channels=channels,
-        dtype=arr.dtype.name,
-        has_alpha=channels in (2, 4),
-        format=fmt,
-    )
-
-
 def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
-    """The file's samples as stored, in RGB(A) order: H×W (gray) or H×W×C, uint8/uint16/float32."""
+    """The file's samples, upright, in RGB(A) order: H×W or H×W×C, uint8/uint16/float32."""
     p = Path(path)
-    with reading(p):
-        data = read_all(p)
-        fmt = sniff(data[:32])
+    with reading(p), formats.open_file(p) as fh:
+        try:
+            data = fh.read()
+        except OSError as err:
+            raise BadFile(err.strerror or one_line(err)) from None
+        fmt = formats.sniff(data[:4096])
         if fmt == "tiff":
-            arr = decode_tiff(io.BytesIO(data), len(data))
+            arr, header = formats.decode_tiff(data)
         else:
-            fh = io.BytesIO(data)
-            if fmt == "png":
-                header = png_header(fh, len(data), full=True)
-            elif fmt == "jpeg":
-                header = jpeg_header(fh, len(data), data)
-            else:
-                header = bmp_header(fh, len(data), full=True)
-            check_pixels(header.height, header.width)
-            try:
-                arr = _decode_cv2(data, fmt, header)
-            except MemoryError:
-                raise BadFile("not enough memory to decode the image") from None
-        return arr, _info_for(p, arr, fmt)
+            header = _HEADERS[fmt](io.BytesIO(data), full=True)  # checks size and integrity first
+            formats.check_pixels(header.height, header.width)
+            arr = _decode_cv2(data, fmt, header)
+        if header.orientation in _ORIENT:
+            arr = np.ascontiguousarray(_ORIENT[header.orientation](arr))
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    return arr, ImageInfo(p, arr.shape[0], arr.shape[1], channels, arr.dtype.name, channels in (2, 4), fmt)
 
 
 def read_info(path: str | os.PathLike[str]) -> ImageInfo:
-    """The file's size, channels and sample type, from its header where the format allows.
-
-    No size limit applies here (nothing is decoded, except for BMP), so this is the way to see how
-    large an image is before reading it. Equal to ``read_image(path).info``.
-    """
+    """Equal to ``read_image(path).info``, from the header where the format allows: no size limit
+    applies (nothing is decoded, except for BMP), so this is how to see how large an image is."""
     p = Path(path)
     with reading(p):
-        with open_file(p) as (fh, size):
-            fmt = sniff(fh.read(32))
-            if fmt == "png":
-                header = png_header(fh, size, full=False)
-            elif fmt == "jpeg":
-                header = jpeg_header(fh, size, None)
-            elif fmt == "tiff":
-                fh.seek(0)
-                try:
-                    with tifffile.TiffFile(fh) as tf:
-                        layout = tiff_layout(tiff_page(tf))
-                except BadFile:
-                    raise
-                except Exception as err:
-                    raise BadFile(f"corrupt TIFF: {one_line(err)}") from None
-                header = Header(layout.height, layout.width, layout.channels, layout.dtype)
-            else:
-                header = bmp_header(fh, size, full=False)
-        if header.channels is None:  # BMP: OpenCV's channel count depends on palette and bit fields
+        with formats.open_file(p) as fh:
+            fmt = formats.sniff(fh.read(4096))
+            fh.seek(0)
+            header = formats.tiff_header(fh) if fmt == "tiff" else _HEADERS[fmt](fh, full=False)
+        if header.channels is None:
             return read_raw(p)[1]
-        return ImageInfo(
-            path=p,
-            height=header.height,
-            width=header.width,
-            channels=header.channels,
-            dtype=header.dtype,
-            has_alpha=header.channels in (2, 4),
-            format=fmt,
-        )
-
-
-def _to_float(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype in (np.uint8, np.uint16):
-        out = arr.astype(np.float32)
-        out /= np.float32(255 if arr.dtype == np.uint8 else 65535)
-        return out
-    out = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(out, 0.0, 1.0, out=out)
+        h, w = (header.width, header.height) if header.orientation >= 5 else (header.height, header.width)
+        return ImageInfo(p, h, w, header.channels, header.dtype, header.channels in (2, 4), fmt)
 
 
 def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Read an image as float32 H×W×3 RGB in [0, 1], its alpha (file dtype, untouched) and its info.
 
-    See the module docstring for the channel mapping. Any problem with the file raises
-    ``ApirError("<path>: cannot read image (<reason>)")``.
+    Any problem with the file raises ``ApirError("<path>: cannot read image (<reason>)")``; so do NaN
+    or infinite float samples, which clipping would silently turn into black or white.
     """
     arr, info = read_raw(path)
-    alpha = None
-    if info.has_alpha:
-        alpha = np.ascontiguousarray(arr[..., -1])
-        arr = arr[..., 0] if info.channels == 2 else arr[..., :3]
-    rgb = _to_float(arr)
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    alpha = np.ascontiguousarray(arr[..., -1]) if info.has_alpha else None
+    arr = arr[..., 0] if info.channels == 2 else arr[..., :3] if info.channels == 4 else arr
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            with reading(Path(path)):
+                raise BadFile(f"{bad} of {arr.size} float samples are NaN or infinite; fix or mask them")
+        rgb = np.clip(arr.astype(np.float32), 0.0, 1.0)
+    else:
+        rgb = arr.astype(np.float32) / np.float32(255 if arr.dtype == np.uint8 else 65535)
+    rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb
     return LoadedImage(rgb=np.ascontiguousarray(rgb), alpha=alpha, info=info)
-
-
-# ------------------------------------------------------------------------------------ masks
 
 
 def _mask_colour(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
     """A mask's colour samples (alpha dropped): H×W or H×W×3."""
     arr, info = read_raw(path)
-    if info.channels == 2:
-        arr = arr[..., 0]
-    elif info.channels == 4:
-        arr = arr[..., :3]
-    return arr, info
+    return (arr[..., 0] if info.channels == 2 else arr[..., :3] if info.channels == 4 else arr), info
 
 
 def read_mask(path: str | os.PathLike[str], shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A defect mask as bool H×W.
+    """A defect mask as bool H×W: a pixel is defect if any colour channel is > 0 (alpha is ignored).
 
-    A pixel is defect if any colour channel is > 0 (alpha is ignored). JPEG masks are the
-    exception: their compression noise puts small non-zero values around every edge, so there a
-    pixel is defect if a channel is >= 128, half the 8-bit range. With ``shape`` (height, width),
-    a mask of another size is an ApirError naming the file and both sizes.
+    In JPEG masks compression noise puts small values around every edge, so there a channel must be
+    >= 128. With ``shape`` (height, width), a mask of another size is an ApirError naming both.
     """
     arr, info = _mask_colour(path)
-    if shape is not None and (info.height, info.width) != tuple(shape):
+    if shape is not None and info.shape != tuple(shape):
         raise ApirError(
-            f"{path}: mask size {info.width}x{info.height} differs from image size {shape[1]}x{shape[0]}"
+            f"{safe_name(path)}: mask size {info.width}x{info.height} differs from image size "
+            f"{shape[1]}x{shape[0]}"
         )
     defect = arr >= 128 if info.format == "jpeg" else arr > 0
-    if defect.ndim == 3:
-        defect = defect.any(axis=2)
-    return np.ascontiguousarray(defect)
+    return np.ascontiguousarray(defect.any(axis=2) if defect.ndim == 3 else defect)
 
 
 def mask_is_binary(path: str | os.PathLike[str]) -> bool:
     """True if the mask holds at most two values, 0 and one other (alpha ignored)."""
-    arr, _ = _mask_colour(path)
-    nonzero = arr[arr != 0]
+    nonzero = (arr := _mask_colour(path)[0])[arr != 0]
     return bool(nonzero.size == 0 or np.all(nonzero == nonzero.flat[0]))
 
 
@@ -331,19 +221,13 @@ def mask_is_binary(path: str | os.PathLike[str]) -> bool:
 
 def _quantise(x: np.ndarray, dtype: str) -> np.ndarray:
     """Float samples → ``dtype``: clip to [0, 1] (NaN → 0) and round, or keep float32."""
-    x = np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    np.clip(x, 0.0, 1.0, out=x)
-    if dtype == "float32":
-        return x
-    top = 255 if dtype == "uint8" else 65535
-    x *= np.float32(top)
-    return np.rint(x, out=x).astype(dtype)
+    x = np.clip(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return x if dtype == "float32" else np.rint(x * np.float32(np.iinfo(dtype).max)).astype(dtype)
 
 
 def _attach_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha = np.asarray(alpha)
-    if alpha.ndim == 3 and alpha.shape[2] == 1:
-        alpha = alpha[..., 0]
+    alpha = alpha[..., 0] if alpha.ndim == 3 and alpha.shape[2] == 1 else alpha
     if alpha.shape != colour.shape[:2]:
         raise ValueError(f"alpha of shape {alpha.shape} does not match the image's {colour.shape[:2]}")
     if alpha.dtype != colour.dtype:
@@ -351,23 +235,19 @@ def _attach_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
             f"alpha is {alpha.dtype.name} but the image is {colour.dtype.name}; the alpha channel is "
             "passed through unchanged, so it must already be in the file's sample type"
         )
-    if colour.ndim == 2:
-        colour = colour[..., None]
-    return np.concatenate([colour, alpha[..., None]], axis=2)
+    return np.concatenate([colour.reshape(*colour.shape[:2], -1), alpha[..., None]], axis=2)
 
 
 def to_file_layout(rgb: np.ndarray, info: ImageInfo, alpha: np.ndarray | None = None) -> np.ndarray:
     """Float RGB in [0, 1] (H×W×3) → the array the file of ``info`` holds, ready to encode.
 
-    Gray files get the mean of R, G and B (computed in float64: exact when the channels are equal,
-    as for a replicated gray image); values are clipped to [0, 1] and rounded to the nearest
-    uint8/uint16 step (float32 files keep the clipped floats). For files with alpha, ``alpha`` (in
-    the file's dtype, e.g. ``LoadedImage.alpha``) is re-attached unchanged; without one the result is
-    fully opaque. Returns H×W for gray, else H×W×C with C = ``info.channels``, in RGB(A) order.
+    Gray files get the mean of R, G and B in float64 (exact for a replicated gray image); values are
+    clipped to [0, 1] and rounded to the nearest uint8/uint16 step (float32 files keep the clipped
+    floats). ``alpha`` (in the file's dtype, e.g. ``LoadedImage.alpha``) is re-attached unchanged;
+    without one a file with alpha is fully opaque. Returns H×W for gray, else H×W×C in RGB(A) order.
     """
     a = np.asarray(rgb)
-    if a.ndim == 2:
-        a = a[..., None]
+    a = a[..., None] if a.ndim == 2 else a
     if a.ndim != 3 or a.shape[2] not in (1, 3):
         raise ValueError(f"expected an H×W×3 RGB array, got shape {a.shape}")
     if a.dtype.kind != "f":
@@ -378,10 +258,8 @@ def to_file_layout(rgb: np.ndarray, info: ImageInfo, alpha: np.ndarray | None = 
         colour = np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
     out = _quantise(colour, info.dtype)
     if info.has_alpha:
-        if alpha is None:
-            top = 1.0 if info.dtype == "float32" else np.iinfo(info.dtype).max
-            alpha = np.full(out.shape[:2], top, dtype=info.dtype)
-        return _attach_alpha(out, alpha)
+        top = 1.0 if info.dtype == "float32" else np.iinfo(info.dtype).max
+        return _attach_alpha(out, np.full(out.shape[:2], top, info.dtype) if alpha is None else alpha)
     if alpha is not None:
         raise ValueError(f"an alpha channel was given but the file is {info.mode}")
     return out
@@ -390,8 +268,7 @@ def to_file_layout(rgb: np.ndarray, info: ImageInfo, alpha: np.ndarray | None = 
 def _as_file_array(array: np.ndarray, alpha: np.ndarray | None, fmt: str) -> np.ndarray:
     """An array given without an ImageInfo → file layout (see :func:`write_image`)."""
     a = np.asarray(array)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
+    a = a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise ValueError(f"expected an H×W or H×W×C (C ≤ 4) image array, got shape {a.shape}")
     if a.dtype == np.bool_:
@@ -400,23 +277,20 @@ def _as_file_array(array: np.ndarray, alpha: np.ndarray | None, fmt: str) -> np.
         a = a.astype(np.float32) if fmt == "tiff" else _quantise(a, "uint8")
     elif a.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"cannot write a {a.dtype.name} array; expected uint8, uint16, float or bool")
-    if alpha is not None:
-        if a.ndim == 3 and a.shape[2] != 3:
-            raise ValueError(f"alpha given for an image that already has {a.shape[2]} channels")
-        a = _attach_alpha(a, alpha)
-    return a
+    if alpha is not None and a.ndim == 3 and a.shape[2] != 3:
+        raise ValueError(f"alpha given for an image that already has {a.shape[2]} channels")
+    return a if alpha is None else _attach_alpha(a, alpha)
 
 
 def _encode(arr: np.ndarray, fmt: str) -> bytes:
-    """Encode a file-layout array; an ApirError reason (str) if the format cannot hold it."""
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
-    depth = arr.dtype.name
-    name = FORMAT_NAME[fmt]
+    """Encode a file-layout array; BadFile naming a format that works if this one cannot hold it."""
+    channels, depth, name = 1 if arr.ndim == 2 else arr.shape[2], arr.dtype.name, formats.FORMAT_NAME[fmt]
+    arr = np.ascontiguousarray(arr)
     if fmt == "tiff":
         buf = io.BytesIO()
         tifffile.imwrite(
             buf,
-            np.ascontiguousarray(arr),
+            arr,
             photometric="minisblack" if channels <= 2 else "rgb",
             planarconfig="contig" if channels > 1 else None,
             extrasamples=["unassalpha"] if channels in (2, 4) else None,
@@ -428,16 +302,14 @@ def _encode(arr: np.ndarray, fmt: str) -> bytes:
         raise BadFile(f"{name} stores 8-bit samples only; write .png or .tif to keep {depth} data")
     if fmt == "jpeg" and channels not in (1, 3):
         raise BadFile("JPEG cannot store an alpha channel; write .png or .tif")
-    if channels == 2:
-        if fmt == "png":
-            return encode_png_gray_alpha(arr)
+    if channels == 2 and fmt != "png":
         raise BadFile(f"{name} cannot store gray+alpha; write .png or .tif")
-    if channels == 3:
-        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2BGR)
-    elif channels == 4:
-        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGBA2BGRA)
-    params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY] if fmt == "jpeg" else []
-    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else f".{fmt}", np.ascontiguousarray(arr), params)
+    if channels == 2:
+        return formats.encode_png_gray_alpha(arr)
+    if channels > 2:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else f".{fmt}", arr, params)
     if not ok:
         raise BadFile(f"the {name} encoder failed")
     return buf.tobytes()
@@ -450,14 +322,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def _write_bytes(p: Path, data: bytes) -> None:
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(p, data)
-    except OSError as err:
-        raise ApirError(f"{p}: cannot write image ({err.strerror or one_line(err)})") from None
-
-
 def write_image(
     path: str | os.PathLike[str],
     array_or_rgb: np.ndarray,
@@ -466,36 +330,38 @@ def write_image(
 ) -> None:
     """Write an image atomically; the format comes from the extension; parent folders are created.
 
-    With ``info`` (typically ``LoadedImage.info``), ``array_or_rgb`` is float RGB in [0, 1] and is
-    written in the mode and sample type of ``info`` via :func:`to_file_layout`, with ``alpha``
-    re-attached. Writing over ``info.path`` (the input file itself) is refused.
+    With ``info`` (typically ``LoadedImage.info``), ``array_or_rgb`` is float RGB in [0, 1] written in
+    the mode and sample type of ``info`` (:func:`to_file_layout`), with ``alpha`` re-attached; writing
+    over ``info.path`` (the input file itself) is refused. Without ``info``, the array is written as it
+    is: H×W or H×W×C (C = 2, 3, 4, RGB(A) order), uint8 or uint16 (bool → 0/255; float → float32 for
+    TIFF, else clipped and rounded to uint8); ``alpha`` is appended to a gray or RGB array.
 
-    Without ``info``, ``array_or_rgb`` is written as it is: H×W (gray) or H×W×C with C = 2, 3, 4 in
-    RGB(A) order, uint8 or uint16 (bool → 0/255; float → float32 for TIFF, otherwise clipped to
-    [0, 1] and rounded to uint8); ``alpha``, if given, is appended to a gray or RGB array.
-
-    Formats: PNG 8/16-bit, 1–4 channels; TIFF uint8/uint16/float32, 1–4 channels (uncompressed);
-    JPEG 8-bit gray or RGB (quality 95); BMP 8-bit gray, RGB or RGBA. What a format cannot hold is
-    an ApirError naming one that can.
+    PNG: 8/16-bit, 1–4 channels; TIFF: uint8/uint16/float32, 1–4 channels, uncompressed; JPEG: 8-bit
+    gray or RGB, quality 95; BMP: 8-bit gray, RGB or RGBA. What a format cannot hold is an ApirError
+    naming one that can.
     """
     p = Path(path)
     fmt = _EXT_FORMAT.get(p.suffix.lower())
     if fmt is None:
         raise ApirError(
-            f"{p}: cannot write image (unsupported extension {p.suffix or '(none)'!r}; "
+            f"{safe_name(p)}: cannot write image (unsupported extension {p.suffix or '(none)'!r}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)})"
         )
-    if info is not None:
-        if info.path is not None and _same_file(p, Path(info.path)):
-            raise ApirError(f"{p}: refusing to overwrite the input image; choose another output path")
-        arr = to_file_layout(array_or_rgb, info, alpha)
-    else:
-        arr = _as_file_array(array_or_rgb, alpha, fmt)
+    if info is not None and info.path is not None and _same_file(p, Path(info.path)):
+        raise ApirError(f"{safe_name(p)}: refusing to overwrite the input image; choose another output path")
+    arr = (
+        to_file_layout(array_or_rgb, info, alpha)
+        if info is not None
+        else _as_file_array(array_or_rgb, alpha, fmt)
+    )
     try:
         data = _encode(arr, fmt)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(p, data)
     except BadFile as err:
-        raise ApirError(f"{p}: cannot write image ({err})") from None
-    _write_bytes(p, data)
+        raise ApirError(f"{safe_name(p)}: cannot write image ({err})") from None
+    except OSError as err:
+        raise ApirError(f"{safe_name(p)}: cannot write image ({err.strerror or one_line(err)})") from None
 
 
 def write_mask(path: str | os.PathLike[str], mask: np.ndarray) -> None:
@@ -505,35 +371,29 @@ def write_mask(path: str | os.PathLike[str], mask: np.ndarray) -> None:
     """
     p = Path(path)
     if p.suffix.lower() in (".jpg", ".jpeg"):
-        raise ApirError(f"{p}: cannot write mask (JPEG is lossy; write a .png mask)")
+        raise ApirError(f"{safe_name(p)}: cannot write mask (JPEG is lossy; write a .png mask)")
     m = np.asarray(mask)
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[..., 0]
+    m = m[..., 0] if m.ndim == 3 and m.shape[2] == 1 else m
     if m.ndim != 2:
         raise ValueError(f"expected an H×W mask, got shape {m.shape}")
     write_image(p, np.where(m != 0, np.uint8(255), np.uint8(0)))
 
 
-# ---------------------------------------------------------------------------------- listing
-
-
 def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Image files in ``folder`` (and, if ``recursive``, its sub-folders), sorted.
 
-    Files are picked by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden files and hidden
-    folders (names starting with ".", which includes apir's temporary files) are skipped. Symlinked
-    folders are not followed.
+    Files are picked by extension (:data:`IMAGE_EXTENSIONS`, any case); hidden files and folders
+    (names starting with ".", which includes apir's temporary files) are skipped; symlinked folders
+    are not followed.
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ApirError(f"{root}: not a folder" if root.exists() else f"{root}: folder not found")
+        raise ApirError(f"{safe_name(root)}: {'not a folder' if root.exists() else 'folder not found'}")
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
-        base = Path(dirpath)
         for name in filenames:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                candidate = base / name
-                if candidate.is_file():
-                    found.append(candidate)
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+                found.append(path)
     return sorted(found)

@@ -55,13 +55,14 @@ from apir.data.imageio import write_image
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.detector import ReferenceDetector
+from apir.evaluate.results import DETECTION_SCHEMA, Detection, json_safe
 from apir.fsutil import atomic_write_bytes
+from apir.report.detection_maps import VARIANTS, detection_figure
 from apir.restore.functions import RestoreFn, check_restored
 
 __all__ = ["SCHEMA", "VARIANTS", "DetectionRun", "Detector", "detection_check", "frozen_threshold"]
 
-SCHEMA = "apir.detection/1"
-VARIANTS = ("clean", "degraded", "restored")
+SCHEMA = DETECTION_SCHEMA
 #: Recall at which the thresholds are fixed on clean images.
 TARGET_RECALL = 0.95
 MAPS_DIR = "detection"
@@ -149,20 +150,6 @@ def _shrink(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(arr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 #: Per-category values that are summed, not averaged, in ``overall``; thresholds are left out there
 #: (scores of different categories' detectors are not comparable).
 _SUMMED = ("n_train", "n_good", "n_defective", "fit_seconds", "score_seconds", "restore_seconds")
@@ -186,58 +173,6 @@ def _mean_tree(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             else:
                 out[key] = float(np.mean(finite)) if finite else math.nan
     return out
-
-
-# ------------------------------------------------------------------------------------------- figures
-
-
-def _colour(score: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Inferno colours on a log scale from ``lo`` to ``hi``: degraded maps often score 10× higher than
-    clean ones, and a linear scale would paint the clean map black."""
-    floor = max(lo, 1e-6)
-    top = max(hi, floor * (1 + 1e-6))
-    t = (np.log(np.maximum(score, floor)) - np.log(floor)) / (np.log(top) - np.log(floor))
-    u8 = np.clip(t * 255.0, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-
-
-def _outline(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.uint8)
-    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
-
-
-def _figure(images: dict[str, np.ndarray], maps: dict[str, np.ndarray], mask: np.ndarray, tau: float):
-    """2×4 panels. Top: clean, degraded, restored, mask. Bottom: their score maps on one (log) colour
-    scale (mask outline green, frozen-threshold contour white), and the restored detections at τ (red)."""
-    lo = float(min(m.min() for m in maps.values()))
-    hi = float(max(m.max() for m in maps.values()))
-    edge = _outline(mask)
-    top = [np.clip(images[v], 0, 1) for v in VARIANTS]
-    top.append(np.repeat(mask[..., None].astype(np.float32), 3, axis=2))
-    bottom = []
-    for v in VARIANTS:
-        panel = _colour(maps[v], lo, hi).astype(np.float32) / 255.0
-        if math.isfinite(tau):
-            panel[_outline(maps[v] >= tau)] = 1.0
-        panel[edge] = (0.0, 1.0, 0.0)
-        bottom.append(panel)
-    found = np.repeat((np.clip(images["restored"], 0, 1).mean(axis=2, keepdims=True) * 0.5), 3, axis=2)
-    if math.isfinite(tau):
-        found[maps["restored"] >= tau] = (1.0, 0.0, 0.0)
-    found[edge] = (0.0, 1.0, 0.0)
-    bottom.append(found)
-    gap = 2
-
-    def row(panels: list[np.ndarray]) -> np.ndarray:
-        h = panels[0].shape[0]
-        sep = np.full((h, gap, 3), 0.5, np.float32)
-        parts: list[np.ndarray] = []
-        for p in panels:
-            parts += [p.astype(np.float32), sep]
-        return np.concatenate(parts[:-1], axis=1)
-
-    a, b = row(top), row(bottom)
-    return np.concatenate([a, np.full((gap, a.shape[1], 3), 0.5, np.float32), b], axis=0), lo, hi
 
 
 def _prepare_maps_dir(out_dir: Path) -> Path:
@@ -432,7 +367,7 @@ class DetectionRun:
         }
         saved = []
         for sample, fig_images, fig_maps, small_mask in figures:
-            fig, lo, hi = _figure(fig_images, fig_maps, small_mask, tau)
+            fig, lo, hi = detection_figure(fig_images, fig_maps, small_mask, tau)
             rel = f"{MAPS_DIR}/{cat.name}/{sample.defect_type}/{sample.image.stem}.png"
             write_image(self.out_dir / rel, fig)
             saved.append({"key": sample.key, "path": rel, "vmin": lo, "vmax": hi})
@@ -446,7 +381,7 @@ class DetectionRun:
         overall["n_categories"] = len(self.results)
         out = {
             "schema": SCHEMA,
-            "detector": self.describe,
+            "detector": json_safe(self.describe),
             "degradation": self.pipeline.name,
             "seed": int(self.seed),
             "crop": self.crop,
@@ -458,7 +393,7 @@ class DetectionRun:
             "overall": overall,
             "skipped": self.skipped,
         }
-        return _nan_to_none(out)
+        return Detection.model_validate(out).to_dict()
 
 
 def detection_check(

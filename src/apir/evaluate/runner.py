@@ -9,7 +9,8 @@ learned model, CBM3D, ...) comparable image by image.
 
 Results folder (``docs/evaluation.md`` describes every field; reports read exactly this)::
 
-    out_dir/metrics.json     schema "apir.evaluate/1": settings, overall / per-category means, per-image rows
+    out_dir/metrics.json     :class:`apir.evaluate.results.Results` ("apir.evaluate/1"): settings,
+                             overall / per-category means, per-image rows
     out_dir/metrics.csv      one row per image
     out_dir/images/<category>/<defect_type>/<stem>/{clean,degraded,restored,mask[,original]}.png
 
@@ -38,42 +39,22 @@ from apir.data.datasets import EvalImageDataset, to_hwc
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
-from apir.errors import ApirError
+from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
+from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
+from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
 from apir.fsutil import atomic_write_bytes
 from apir.restore.functions import MemoizedRestore, RestoreFn, check_restored
 
-SCHEMA = "apir.evaluate/1"
 CONVENTIONS = {
     "ssim": "torchmetrics, Gaussian 11x11 sigma 1.5, RGB channel mean, data_range 1",
     "range": "[0,1] RGB",
 }
-RESULTS_FILE = "metrics.json"
 CSV_FILE = "metrics.csv"
 IMAGES_DIR = "images"
 # Written first into every results folder, so an interrupted run (no metrics.json yet) is still
 # recognised as apir's own and may be overwritten by the next run.
 MARKER_FILE = ".apir-evaluate"
-
-#: Keys every metrics.json has at the top level (load_results checks them).
-REQUIRED_KEYS = (
-    "schema",
-    "label",
-    "method",
-    "model",
-    "dataset",
-    "split",
-    "degradation",
-    "seed",
-    "conventions",
-    "metric_names",
-    "overall",
-    "categories",
-    "images",
-    "apir_version",
-    "created",
-)
-
 
 # ------------------------------------------------------------------------------------------ output dir
 
@@ -113,19 +94,6 @@ def _prepare_out_dir(out_dir: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _nan_to_none(value: Any) -> Any:
-    """JSON has no NaN: undefined metrics become null (``allow_nan=False`` then catches any leftover)."""
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -227,7 +195,8 @@ def evaluate(
     a reference detector fitted on clean ``train/good`` scores the clean, degraded and restored test
     images) under the key ``detection``, with ``detector_maps`` detection-map figures per category.
 
-    Returns the dict written to ``metrics.json`` (NaN as None).
+    Returns the dict written to ``metrics.json`` (NaN as None); :func:`load_results` reads it back
+    as :class:`~apir.evaluate.results.Results`.
     """
     if split not in ("test", "train"):
         raise ApirError(f"split must be 'test' or 'train', got {split!r}")
@@ -240,11 +209,7 @@ def evaluate(
     if ring < 1:
         raise ApirError(f"ring must be at least 1 px, got {ring}")
     # Made JSON-safe now (paths → str), not after hours of restoring.
-    model = (
-        json.loads(json.dumps(_nan_to_none(dict(model_info)), default=str))
-        if model_info is not None
-        else None
-    )
+    model = json_safe(dict(model_info)) if model_info is not None else None
     pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
     cats = load_dataset(root, categories)
     plan: list[tuple[str, list[Sample]]] = [
@@ -336,7 +301,7 @@ def evaluate(
                     detection.run_category(by_name[cat_name], tests)
                 restore_fn.clear()
 
-    results: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "schema": SCHEMA,
         "label": label,
         "method": method,
@@ -361,35 +326,12 @@ def evaluate(
             raise ApirError(
                 f"{root}: no category has both train/good and test images for the detection check"
             )
-        results["detection"] = detection.result()
-    results = _nan_to_none(results)
+        fields["detection"] = detection.result()
+    results = Results.model_validate(fields)
     try:
         atomic_write_bytes(out / CSV_FILE, _csv_bytes(rows))
         # metrics.json last: its presence means the folder is complete.
-        text = json.dumps(results, indent=1, allow_nan=False, ensure_ascii=False)
-        atomic_write_bytes(out / RESULTS_FILE, text.encode("utf-8"))
+        atomic_write_bytes(out / RESULTS_FILE, results.to_json().encode("utf-8"))
     except OSError as err:
-        raise ApirError(f"{out}: cannot write results ({err.strerror or err})") from None
-    return results
-
-
-def load_results(out_dir: str | Path) -> dict[str, Any]:
-    """Read a results folder's ``metrics.json`` (or that file itself); undefined metrics are None."""
-    path = Path(out_dir)
-    file = path / RESULTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise ApirError(
-            f"{path}: no {RESULTS_FILE} (not an apir evaluation results folder, or its run did not finish)"
-        )
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
-        raise ApirError(f"{file}: cannot read evaluation results ({reason})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ApirError(f"{file}: not apir evaluation results (schema {got!r}, expected {SCHEMA!r})")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise ApirError(f"{file}: incomplete evaluation results (missing {', '.join(missing)})")
-    return data
+        raise ApirError(f"{safe_name(out)}: cannot write results ({err.strerror or err})") from None
+    return results.to_dict()

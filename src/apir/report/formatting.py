@@ -1,14 +1,14 @@
-"""Small text helpers shared by the report's sections (numbers as table cells, names as file names)."""
+"""Small helpers shared by the report's sections: numbers as table text, names as file names, and the
+page templates (Jinja2, autoescaped: every label and path from a results file is shown as text)."""
 
 from __future__ import annotations
 
-import html
 import math
 import re
+from functools import cache
 from typing import Any
 
-#: HTML-escape every piece of user or results text that goes into the page.
-e = html.escape
+import jinja2
 
 
 def num(value: Any) -> float | None:
@@ -33,6 +33,17 @@ def slug(text: str) -> str:
     return s[:40] or "set"
 
 
-def swatch(color: str) -> str:
-    """A small square of a result set's chart colour, for tables."""
-    return f'<span class="sw" style="background:{e(color)}"></span>'
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("apir.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt name fails the tests instead of vanishing
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(template: str, **context: Any) -> str:
+    """Render ``templates/<template>`` with ``context`` (autoescaped HTML)."""
+    return _environment().get_template(template).render(**context)

@@ -12,6 +12,10 @@ clean and degraded images are identical and only ``restored.png`` differs. When 
 different images, every table and chart is computed over the images common to all of them (and the
 page says so); different degradations or datasets are allowed but flagged at the top of the page.
 
+This module computes what the page shows; the markup is ``templates/report.html.j2`` (Jinja2,
+autoescaped). Results are read by :func:`apir.evaluate.results.load_results`, so a malformed
+``metrics.json`` stops the report with one line naming the file and the field.
+
 The report is built in a hidden temporary folder next to ``out_dir`` and renamed into place at the
 end, so a crash never leaves half a report; an existing report in ``out_dir`` is replaced, anything
 else there is refused.
@@ -34,11 +38,10 @@ import numpy as np
 
 from apir import __version__
 from apir.data.imageio import read_image, read_mask
-from apir.errors import ApirError
-from apir.evaluate.runner import SCHEMA as EVALUATION_SCHEMA
-from apir.evaluate.runner import load_results as read_evaluation
+from apir.errors import ApirError, safe_name
+from apir.evaluate.results import RESULTS_FILE, SCHEMA, ImageRow, Results, Summary, load_results
 from apir.fsutil import atomic_write_bytes, is_relative_to
-from apir.report.detection import DetectionSet, detection_section
+from apir.report.detection import DetectionSet, detection_context
 from apir.report.figures import (
     INPUT_COLOR,
     ExampleImages,
@@ -50,17 +53,10 @@ from apir.report.figures import (
     plot_defect_survival,
     plot_example,
 )
-from apir.report.formatting import e
-from apir.report.formatting import fmt as _fmt
-from apir.report.formatting import fmt_sig as _fmt_sig
-from apir.report.formatting import num as _num
-from apir.report.formatting import slug as _slug
-from apir.report.formatting import swatch as _swatch
+from apir.report.formatting import fmt, fmt_sig, render, slug
 
-__all__ = ["SCHEMA", "ResultSet", "load_results", "write_report"]
+__all__ = ["SCHEMA", "ResultSet", "write_report"]
 
-#: The ``schema`` of the ``metrics.json`` files this report reads.
-SCHEMA = EVALUATION_SCHEMA  # written by apir.evaluate.runner
 METRICS = ("psnr", "ssim", "psnr_defect", "psnr_background", "retention", "contrast_ratio")
 #: Marks an index.html as ours: only such a folder may be replaced by a new report.
 GENERATOR = "apir report"
@@ -72,326 +68,212 @@ _GENERATOR_META = f'<meta name="generator" content="{GENERATOR}">'
 
 @dataclass
 class ResultSet:
-    """One results folder: its metrics.json, its display label (unique in the report) and colour."""
+    """One results folder: its typed results, the file's bytes, its display label (unique in the
+    report) and colour."""
 
     path: Path
-    data: dict[str, Any]
+    results: Results
     raw: bytes
     label: str = ""
     color: str = ""
 
     @property
-    def images(self) -> dict[str, dict[str, Any]]:
-        return {img["key"]: img for img in self.data["images"]}
+    def images(self) -> dict[str, ImageRow]:
+        return {img.key: img for img in self.results.images}
 
 
-def load_results(path: str | os.PathLike[str]) -> ResultSet:
-    """Read one results folder (validated by the evaluator's own reader) and check what the page needs."""
+def _load_set(path: str | os.PathLike[str]) -> ResultSet:
+    """Read one results folder with the evaluator's own typed reader (one-line errors)."""
     p = Path(path)
     if not p.is_dir():
-        raise ApirError(f"{p}: results folder not found")
-    data = read_evaluation(p)
-    mj = p / "metrics.json"
-    images = data["images"]
-    if not isinstance(data["overall"], dict) or not isinstance(images, list):
-        raise ApirError(f"{mj}: invalid results file ('overall' and 'images' are required)")
-    for i, img in enumerate(images):
-        if not isinstance(img, dict) or not isinstance(img.get("key"), str):
-            raise ApirError(f"{mj}: invalid results file (images[{i}] has no 'key')")
-    if not isinstance(data.get("categories"), dict):
-        data["categories"] = {}
-    return ResultSet(path=p, data=data, raw=mj.read_bytes())
+        raise ApirError(f"{safe_name(p)}: results folder not found")
+    return ResultSet(path=p, results=load_results(p), raw=(p / RESULTS_FILE).read_bytes())
 
 
 # ---------------------------------------------------------------------------------- statistics
 
 
-def _mean(values: Iterable[Any]) -> float | None:
-    vals = [v for v in (_num(x) for x in values) if v is not None]
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
-def _aggregate(images: list[dict[str, Any]]) -> dict[str, Any]:
+def _aggregate(images: list[ImageRow]) -> Summary:
     """Means over images of every metric, for sets that must be compared on a common subset."""
-    out: dict[str, Any] = {}
+    means = {}
     for m in METRICS:
-        out[m] = _mean(img.get(m) for img in images)
-        out[f"input_{m}"] = _mean(img.get(f"input_{m}") for img in images)
-    out["n_images"] = len(images)
-    secs = sum(_num(img.get("seconds")) or 0.0 for img in images)
-    pix = sum((_num(img.get("height")) or 0.0) * (_num(img.get("width")) or 0.0) for img in images)
-    out["seconds"] = secs
-    out["megapixels_per_second"] = pix / secs / 1e6 if secs > 0 and pix > 0 else None
-    return out
+        means[m] = _mean(img.metric(m) for img in images)
+        means[f"input_{m}"] = _mean(img.metric(f"input_{m}") for img in images)
+    secs = sum(img.seconds or 0.0 for img in images)
+    pix = sum(img.height * img.width for img in images)
+    mps = pix / secs / 1e6 if secs > 0 and pix > 0 else None
+    return Summary(**means, n_images=len(images), seconds=secs, megapixels_per_second=mps)
 
 
 @dataclass
 class _Stats:
-    overall: dict[str, Any]
-    categories: dict[str, dict[str, Any]]
+    overall: Summary
+    categories: dict[str, Summary]
 
 
 def _stats(rs: ResultSet, keys: set[str] | None) -> _Stats:
     """The evaluator's own aggregates when every set holds the same images, else means over ``keys``."""
     if keys is None:
-        cats = {c: v for c, v in rs.data["categories"].items() if isinstance(v, dict)}
-        return _Stats(rs.data["overall"], cats)
-    imgs = [img for img in rs.data["images"] if img["key"] in keys]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        return _Stats(rs.results.overall, dict(rs.results.categories))
+    imgs = [img for img in rs.results.images if img.key in keys]
+    groups: dict[str, list[ImageRow]] = defaultdict(list)
     for img in imgs:
-        groups[str(img.get("category", "?"))].append(img)
+        groups[img.category].append(img)
     return _Stats(_aggregate(imgs), {c: _aggregate(g) for c, g in sorted(groups.items())})
 
 
-def _gap(d: dict[str, Any], prefix: str = "") -> float | None:
-    bg, df = _num(d.get(f"{prefix}psnr_background")), _num(d.get(f"{prefix}psnr_defect"))
+def _gap(d: Summary, prefix: str = "") -> float | None:
+    bg, df = d.metric(f"{prefix}psnr_background"), d.metric(f"{prefix}psnr_defect")
     return bg - df if bg is not None and df is not None else None
 
 
-# ---------------------------------------------------------------------------------- formatting
+# ---------------------------------------------------------------------------------- tables
 
 
-# (key, header, tooltip, digits, rule): rule picks the best value among the result sets.
-_COLUMNS: list[tuple[str, str, str, int, str]] = [
-    ("psnr", "PSNR<br>(dB)", "PSNR over the whole image, higher is better", 2, "max"),
-    ("psnr_defect", "PSNR in defect<br>(dB)", "PSNR over the defect mask only, higher is better", 2, "max"),
+# (key, header lines, tooltip, digits, rule): rule picks the best value among the result sets.
+_COLUMNS: list[tuple[str, tuple[str, ...], str, int, str]] = [
+    ("psnr", ("PSNR", "(dB)"), "PSNR over the whole image, higher is better", 2, "max"),
+    ("psnr_defect", ("PSNR in defect", "(dB)"), "PSNR over the defect mask only, higher is better", 2, "max"),
     (
         "psnr_background",
-        "PSNR background<br>(dB)",
+        ("PSNR background", "(dB)"),
         "PSNR outside the defect mask, higher is better",
         2,
         "max",
     ),
-    ("gap", "gap<br>bg − defect (dB)", "background PSNR minus defect PSNR; smaller is better", 2, "minabs"),
-    ("ssim", "SSIM", "structural similarity, higher is better", 4, "max"),
-    ("retention", "retention", "share of the defect's signal that survives; 1 = all kept", 3, "one"),
-    ("contrast_ratio", "contrast<br>ratio", "defect contrast after / before; 1 = unchanged", 3, "one"),
+    ("gap", ("gap", "bg − defect (dB)"), "background PSNR minus defect PSNR; smaller is better", 2, "minabs"),
+    ("ssim", ("SSIM",), "structural similarity, higher is better", 4, "max"),
+    ("retention", ("retention",), "share of the defect's signal that survives; 1 = all kept", 3, "one"),
+    ("contrast_ratio", ("contrast", "ratio"), "defect contrast after / before; 1 = unchanged", 3, "one"),
     (
         "megapixels_per_second",
-        "speed<br>(MP/s)",
+        ("speed", "(MP/s)"),
         "megapixels restored per second, higher is better",
         3,
         "max",
     ),
 ]
+_BEST: dict[str, Callable[[float], float]] = {
+    "max": lambda v: -v,
+    "minabs": abs,
+    "one": lambda v: abs(v - 1.0),
+}
 
 
 def _best(values: list[float | None], rule: str) -> float | None:
     vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    score: Callable[[float], float] = {
-        "max": lambda v: -v,
-        "minabs": abs,
-        "one": lambda v: abs(v - 1.0),
-    }[rule]
-    return min(vals, key=score)
+    return min(vals, key=_BEST[rule]) if vals else None
 
 
-# ---------------------------------------------------------------------------------- the page
-
-_CSS = """
-body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1360px;padding:0 16px;
-color:#222;line-height:1.45;font-size:14px}
-h1{font-size:24px;margin:0 0 6px}
-h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-h3{font-size:15px;margin:18px 0 6px}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-th,td{border:1px solid #d6d6d6;padding:4px 8px;vertical-align:top}
-th{background:#f3f3f3;font-weight:600;text-align:center}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.best{background:#d9f2d9;font-weight:700}
-tr.input td{color:#555;font-style:italic;background:#fafafa}
-.sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px}
-.meta{color:#555;font-size:13px}.meta b{color:#222}
-.warn{background:#fff4e0;border:1px solid #f0b45a;border-radius:4px;padding:8px 12px;margin:10px 0}
-.note{background:#eef5ff;border-left:4px solid #5b8def;padding:6px 12px;margin:8px 0}
-.small{font-size:12px;color:#555}
-img.fig{max-width:100%;height:auto;display:block;margin:10px 0;border:1px solid #eee}
-.figs{display:flex;flex-wrap:wrap;gap:0 16px;align-items:flex-start}
-details{margin:10px 0}summary{cursor:pointer;font-weight:600}
-.scroll{max-height:640px;overflow:auto;border:1px solid #eee}
-.scroll th{position:sticky;top:0;z-index:1}
-code{background:#f4f4f4;padding:0 3px;border-radius:3px}
-"""
-
-
-def _header(title: str, sets: list[ResultSet], warnings: list[str], json_names: list[str]) -> str:
-    first = sets[0].data
-    conv = first.get("conventions") if isinstance(first.get("conventions"), dict) else {}
-    created = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-    def field(key: str) -> str:
-        vals = sorted({str(s.data.get(key, "?")) for s in sets})
-        return e(" / ".join(vals))
-
-    out = [f"<h1>{e(title)}</h1>", '<p class="meta">']
-    out.append(
-        f"<b>dataset</b> {field('dataset')} · <b>degradation</b> {field('degradation')} · "
-        f"<b>split</b> {field('split')} · <b>report written</b> {e(created)} by apir {e(__version__)}"
-    )
-    out.append("</p>")
-    if conv:
-        items = "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in conv.items())
-        out.append(f'<div class="meta">Metric conventions:<ul>{items}</ul></div>')
-    for w in warnings:
-        out.append(f'<div class="warn">⚠ {w}</div>')
-    out.append("<h3>Result sets</h3><table><tr><th>#</th><th>label</th><th>method</th><th>model</th>")
-    out.append(
-        "<th>degradation</th><th>seed</th><th>images</th><th>evaluated</th><th>apir</th><th>folder</th>"
-    )
-    out.append("<th>numbers</th></tr>")
-    for i, (s, jn) in enumerate(zip(sets, json_names, strict=True), 1):
-        d = s.data
-        model = d.get("model")
-        model_txt = json.dumps(model, sort_keys=True, default=str) if model else "—"
-        if len(model_txt) > 160:
-            model_txt = model_txt[:157] + "…"
-        out.append(
-            f"<tr><td class='n'>{i}</td><td>{_swatch(s.color)}{e(s.label)}</td>"
-            f"<td>{e(str(d.get('method', '?')))}</td>"
-            f"<td class='small'>{e(model_txt)}</td><td>{e(str(d.get('degradation', '?')))}</td>"
-            f"<td class='n'>{e(str(d.get('seed', '?')))}</td><td class='n'>{len(d['images'])}</td>"
-            f"<td>{e(str(d.get('created', '?')))}</td><td>{e(str(d.get('apir_version', '?')))}</td>"
-            f"<td class='small'>{e(str(s.path))}</td><td><a href='{e(jn)}'>metrics.json</a></td></tr>"
-        )
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _overall_table(sets: list[ResultSet], stats: list[_Stats], subset_note: str) -> str:
+def _overall_table(sets: list[ResultSet], stats: list[_Stats]) -> dict[str, Any]:
     inp = stats[0].overall
-    rows: list[tuple[str, str, dict[str, float | None], bool, Any]] = []
-    inp_vals = {k: _num(inp.get(f"input_{k}")) for k, *_ in _COLUMNS}
+    inp_vals: dict[str, float | None] = {k: inp.metric(f"input_{k}") for k, *_ in _COLUMNS}
     inp_vals["gap"] = _gap(inp, "input_")
     inp_vals["megapixels_per_second"] = None
-    inp_label = f"degraded input ({sets[0].data.get('degradation', '?')})"
-    rows.append((inp_label, INPUT_COLOR, inp_vals, True, inp.get("n_images")))
+    rows = [(f"degraded input ({sets[0].results.degradation})", INPUT_COLOR, inp_vals, True, inp.n_images)]
     for s, st in zip(sets, stats, strict=True):
-        vals = {k: _num(st.overall.get(k)) for k, *_ in _COLUMNS}
+        vals: dict[str, float | None] = {k: st.overall.metric(k) for k, *_ in _COLUMNS}
         vals["gap"] = _gap(st.overall)
-        rows.append((s.label, s.color, vals, False, st.overall.get("n_images")))
+        rows.append((s.label, s.color, vals, False, st.overall.n_images))
     best = {k: _best([r[2][k] for r in rows if not r[3]], rule) for k, _, _, _, rule in _COLUMNS}
-
-    out = ["<table><tr><th>result set</th>"]
-    out += [f"<th title='{e(tip)}'>{head}</th>" for _, head, tip, _, _ in _COLUMNS]
-    out.append("<th>images</th></tr>")
+    out_rows = []
     for label, color, vals, is_input, n in rows:
-        out.append("<tr class='input'>" if is_input else "<tr>")
-        out.append(f"<td>{_swatch(color)}{e(label)}</td>")
+        cells = []
         for key, _, _, digits, _ in _COLUMNS:
             v = vals[key]
-            txt = _fmt_sig(v) if key == "megapixels_per_second" else _fmt(v, digits)
+            delta = None
             if (
                 key in ("psnr", "psnr_defect")
                 and not is_input
                 and v is not None
                 and inp_vals[key] is not None
             ):
-                txt += f" <span class='small'>({v - inp_vals[key]:+.2f})</span>"
-            cls = "n best" if (not is_input and v is not None and v == best[key] and len(rows) > 2) else "n"
-            out.append(f"<td class='{cls}'>{txt}</td>")
-        out.append(f"<td class='n'>{e(str(n if n is not None else '—'))}</td></tr>")
-    out.append("</table>")
-    out.append(
-        "<p class='note'><b>Read defect PSNR together with overall PSNR.</b> A smaller gap "
-        "(background − defect) bought by denoising less, with a lower background or overall PSNR, is no "
-        "gain: only a gap narrowed at equal or better overall PSNR means defects survive better.</p>"
-    )
-    out.append(
-        "<p class='small'>Highlighted: best among the result sets (highest PSNR, SSIM and speed; "
-        "smallest |gap|; retention and contrast ratio closest to 1). The degraded input is a reference, "
-        "not ranked. "
-        "Numbers in brackets: change from the degraded input. — : not available (e.g. retention needs the "
-        f"defect-free originals). {subset_note}</p>"
-    )
-    return "\n".join(out)
+                delta = f"{v - inp_vals[key]:+.2f}"
+            text = fmt_sig(v) if key == "megapixels_per_second" else fmt(v, digits)
+            ranked = not is_input and v is not None and v == best[key] and len(rows) > 2
+            cells.append({"text": text, "delta": delta, "best": ranked})
+        out_rows.append({"label": label, "color": color, "is_input": is_input, "cells": cells, "n": n})
+    columns = [{"lines": lines, "tip": tip} for _, lines, tip, _, _ in _COLUMNS]
+    return {"columns": columns, "rows": out_rows}
 
 
-def _category_table(categories: list[str], sets: list[ResultSet], stats: list[_Stats]) -> str:
-    cols = [
-        ("psnr", "PSNR", 2),
-        ("psnr_defect", "defect PSNR", 2),
-        ("ssim", "SSIM", 4),
-        ("retention", "retention", 3),
-    ]
-    out = ["<details><summary>Per-category numbers</summary><table><tr><th>category</th><th>result set</th>"]
-    out += [f"<th>{e(h)}</th>" for _, h, _ in cols]
-    out.append("<th>images</th></tr>")
+_CATEGORY_COLUMNS = (("psnr", "PSNR", 2), ("psnr_defect", "defect PSNR", 2), ("ssim", "SSIM", 4))
+_CATEGORY_COLUMNS += (("retention", "retention", 3),)
+
+
+def _category_table(categories: list[str], sets: list[ResultSet], stats: list[_Stats]) -> dict[str, Any]:
+    def row(label: str, color: str, summary: Summary | None, prefix: str, is_input: bool) -> dict[str, Any]:
+        cells = [fmt(summary.metric(prefix + k) if summary else None, d) for k, _, d in _CATEGORY_COLUMNS]
+        n = summary.n_images if summary else "—"
+        return {"label": label, "color": color, "is_input": is_input, "cells": cells, "n": n}
+
+    out = []
     for cat in categories:
-        ic = stats[0].categories.get(cat, {})
-        rows = [
-            ("degraded input", INPUT_COLOR, {k: _num(ic.get(f"input_{k}")) for k, _, _ in cols}, True, ic)
+        rows = [row("degraded input", INPUT_COLOR, stats[0].categories.get(cat), "input_", True)]
+        rows += [
+            row(s.label, s.color, st.categories.get(cat), "", False)
+            for s, st in zip(sets, stats, strict=True)
         ]
-        for s, st in zip(sets, stats, strict=True):
-            c = st.categories.get(cat, {})
-            rows.append((s.label, s.color, {k: _num(c.get(k)) for k, _, _ in cols}, False, c))
-        for j, (label, color, vals, is_input, c) in enumerate(rows):
-            cls = " class='input'" if is_input else ""
-            head = f"<td rowspan='{len(rows)}'>{e(cat)}</td>" if j == 0 else ""
-            cells = "".join(f"<td class='n'>{_fmt(vals[k], d)}</td>" for k, _, d in cols)
-            n = c.get("n_images", "—")
-            out.append(
-                f"<tr{cls}>{head}<td>{_swatch(color)}{e(label)}</td>{cells}"
-                f"<td class='n'>{e(str(n))}</td></tr>"
-            )
-    out.append("</table></details>")
-    return "\n".join(out)
+        out.append({"name": cat, "rows": rows})
+    return {"headers": [h for _, h, _ in _CATEGORY_COLUMNS], "categories": out}
 
 
-def _image_table(sets: list[ResultSet]) -> str:
+def _image_table(sets: list[ResultSet]) -> dict[str, Any]:
     """Every image, worst defect survival (lowest retention over the result sets) first."""
     maps = [s.images for s in sets]
-    keys: list[str] = []
-    seen: set[str] = set()
-    for m in maps:
-        for k in m:
-            if k not in seen:
-                seen.add(k)
-                keys.append(k)
+    keys = list(dict.fromkeys(k for m in maps for k in m))
 
     def worst(k: str) -> tuple[int, float, str]:
-        rets = [r for r in (_num(m[k].get("retention")) for m in maps if k in m) if r is not None]
+        rets = [r for r in (m[k].retention for m in maps if k in m) if r is not None]
         return (0, min(rets), k) if rets else (1, 0.0, k)
 
-    keys.sort(key=worst)
-    out = [
-        f"<details><summary>Per-image numbers ({len(keys)} images, worst defect survival first)</summary>",
-        "<div class='scroll'><table><tr><th rowspan='2'>image</th><th rowspan='2'>defect type</th>",
-        "<th colspan='2'>degraded input</th>",
-    ]
-    out += [f"<th colspan='3'>{_swatch(s.color)}{e(s.label)}</th>" for s in sets]
-    out.append("</tr><tr><th>PSNR</th><th>defect</th>")
-    out += ["<th>PSNR</th><th>defect</th><th>retention</th>" for _ in sets]
-    out.append("</tr>")
-    for k in keys:
+    rows = []
+    for k in sorted(keys, key=worst):
         ref = next(m[k] for m in maps if k in m)
-        cells = [
-            f"<td>{e(k)}</td><td>{e(str(ref.get('defect_type', '?')))}</td>",
-            f"<td class='n'>{_fmt(_num(ref.get('input_psnr')), 2)}</td>",
-            f"<td class='n'>{_fmt(_num(ref.get('input_psnr_defect')), 2)}</td>",
-        ]
+        cells = [fmt(ref.input_psnr, 2), fmt(ref.input_psnr_defect, 2)]
         for m in maps:
-            img = m.get(k, {})
-            cells.append(
-                f"<td class='n'>{_fmt(_num(img.get('psnr')), 2)}</td>"
-                f"<td class='n'>{_fmt(_num(img.get('psnr_defect')), 2)}</td>"
-                f"<td class='n'>{_fmt(_num(img.get('retention')), 3)}</td>"
-            )
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table></div></details>")
-    return "\n".join(out)
+            img = m.get(k)
+            cells += [fmt(img.psnr, 2), fmt(img.psnr_defect, 2), fmt(img.retention, 3)] if img else ["—"] * 3
+        rows.append({"key": k, "defect_type": ref.defect_type, "cells": cells})
+    return {"rows": rows}
+
+
+def _result_sets(sets: list[ResultSet], json_names: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for s, json_name in zip(sets, json_names, strict=True):
+        r = s.results
+        model = json.dumps(r.model, sort_keys=True, default=str) if r.model else "—"
+        out.append(
+            {
+                "label": s.label,
+                "color": s.color,
+                "method": r.method,
+                "model": model[:157] + "…" if len(model) > 160 else model,
+                "degradation": r.degradation,
+                "seed": r.seed,
+                "n_images": len(r.images),
+                "created": r.created,
+                "apir_version": r.apir_version,
+                "path": str(s.path),
+                "json_name": json_name,
+            }
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------- examples
 
 
-def _image_dir(rs: ResultSet, img: dict[str, Any]) -> Path | None:
+def _image_dir(rs: ResultSet, img: ImageRow) -> Path | None:
     """The example folder of an image, only if it lies inside the results folder (never follow ``..``)."""
-    rel = img.get("image_dir")
-    if not isinstance(rel, str) or not rel:
+    if not img.image_dir:
         return None
-    d = rs.path / rel
+    d = rs.path / img.image_dir
     return d if is_relative_to(d, rs.path) and d.is_dir() else None
 
 
@@ -402,8 +284,7 @@ def _pick_examples(sets: list[ResultSet], common: list[str], n: int) -> list[str
     maps = [s.images for s in sets]
     candidates = []
     for k in common:
-        img = maps[0][k]
-        if str(img.get("defect_type", "good")) == "good":
+        if maps[0][k].defect_type == "good":
             continue
         have = sum(_image_dir(s, m[k]) is not None for s, m in zip(sets, maps, strict=True))
         if have:
@@ -413,12 +294,12 @@ def _pick_examples(sets: list[ResultSet], common: list[str], n: int) -> list[str
     pool = [k for h, k in candidates if h == best_have] + [k for h, k in candidates if h != best_have]
     by_cat: dict[str, list[str]] = defaultdict(list)
     for k in pool:
-        by_cat[str(maps[0][k].get("category", "?"))].append(k)
+        by_cat[maps[0][k].category].append(k)
     # within a category, alternate defect types so one kind of defect does not fill the page
     for cat, ks in by_cat.items():
         by_type: dict[str, list[str]] = defaultdict(list)
         for k in ks:
-            by_type[str(maps[0][k].get("defect_type"))].append(k)
+            by_type[maps[0][k].defect_type].append(k)
         lists = list(by_type.values())
         by_cat[cat] = [lst[i] for i in range(max(map(len, lists))) for lst in lists if i < len(lst)]
     picked: list[str] = []
@@ -430,10 +311,10 @@ def _pick_examples(sets: list[ResultSet], common: list[str], n: int) -> list[str
     return picked
 
 
-def _caption(img: dict[str, Any], prefix: str = "") -> str:
-    parts = [f"PSNR {_fmt(_num(img.get(prefix + 'psnr')), 2)} dB"]
-    parts.append(f"defect {_fmt(_num(img.get(prefix + 'psnr_defect')), 2)} dB")
-    ret = _num(img.get(prefix + "retention"))
+def _caption(img: ImageRow, prefix: str = "") -> str:
+    parts = [f"PSNR {fmt(img.metric(prefix + 'psnr'), 2)} dB"]
+    parts.append(f"defect {fmt(img.metric(prefix + 'psnr_defect'), 2)} dB")
+    ret = img.metric(prefix + "retention")
     if ret is not None:
         parts.append(f"ret {ret:.2f}")
     return parts[0] + "\n" + " · ".join(parts[1:])
@@ -443,8 +324,8 @@ def _read_rgb(path: Path) -> np.ndarray | None:
     return read_image(path).rgb if path.is_file() else None
 
 
-def _example(sets: list[ResultSet], key: str, out: Path) -> str:
-    """Draw one example; returns the HTML snippet. An unreadable image is an ApirError for the caller."""
+def _example(sets: list[ResultSet], key: str, out: Path) -> dict[str, str]:
+    """Draw one example; returns its image for the page. An unreadable image is an ApirError."""
     maps = [s.images for s in sets]
     dirs = [_image_dir(s, m[key]) if key in m else None for s, m in zip(sets, maps, strict=True)]
     src = next(i for i, d in enumerate(dirs) if d is not None)
@@ -452,11 +333,11 @@ def _example(sets: list[ResultSet], key: str, out: Path) -> str:
     assert sdir is not None
     clean = _read_rgb(sdir / "clean.png")
     if clean is None:
-        raise ApirError(f"{sdir}: clean.png missing")
+        raise ApirError(f"{safe_name(sdir)}: clean.png missing")
     mask_path = sdir / "mask.png"
     mask = read_mask(mask_path, clean.shape[:2]) if mask_path.is_file() else np.zeros(clean.shape[:2], bool)
     degraded = ExamplePanel(
-        f"degraded ({sets[src].data.get('degradation', '?')})",
+        f"degraded ({sets[src].results.degradation})",
         INPUT_COLOR,
         _read_rgb(sdir / "degraded.png"),
         _caption(simg, "input_"),
@@ -465,11 +346,9 @@ def _example(sets: list[ResultSet], key: str, out: Path) -> str:
     for s, m, d in zip(sets, maps, dirs, strict=True):
         img = _read_rgb(d / "restored.png") if d is not None else None
         restored.append(ExamplePanel(s.label, s.color, img, _caption(m[key]) if key in m else ""))
-    title = (
-        f"{key}   ({simg.get('category', '?')} / {simg.get('defect_type', '?')}, {mask.sum()} defect pixels)"
-    )
+    title = f"{key}   ({simg.category} / {simg.defect_type}, {mask.sum()} defect pixels)"
     plot_example(ExampleImages(title, clean, mask, degraded, restored), out)
-    return f"<img class='fig' src='{e(out.parent.name)}/{e(out.name)}' alt='{e('example ' + key)}'>"
+    return {"src": f"{out.parent.name}/{out.name}", "alt": f"example {key}"}
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -486,87 +365,60 @@ def _is_report(folder: Path) -> bool:
 
 def _check_out_dir(out_dir: Path, sets: list[ResultSet]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise ApirError(f"{out_dir}: exists and is not a folder")
+        raise ApirError(f"{safe_name(out_dir)}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not _is_report(out_dir):
         raise ApirError(
-            f"{out_dir}: folder is not empty and holds no apir report; choose a new or empty folder"
+            f"{safe_name(out_dir)}: folder is not empty and holds no apir report; "
+            "choose a new or empty folder"
         )
     for s in sets:
         if is_relative_to(s.path, out_dir):
             raise ApirError(
-                f"{out_dir}: the report would replace the results folder {s.path}; choose another"
+                f"{safe_name(out_dir)}: the report would replace the results folder {safe_name(s.path)}; "
+                "choose another"
             )
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _unique_labels(sets: list[ResultSet]) -> None:
     seen: dict[str, int] = {}
     for s in sets:
-        base = str(s.data.get("label") or s.data.get("method") or s.path.name)
+        base = s.results.label or s.results.method or s.path.name
         seen[base] = seen.get(base, 0) + 1
         s.label = base if seen[base] == 1 else f"{base} ({seen[base]})"
 
 
-def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples: int) -> None:
-    (folder / "figures").mkdir()
-    (folder / "examples").mkdir()
-    (folder / "data").mkdir()
-    warnings: list[str] = []
+def _warnings(sets: list[ResultSet]) -> list[str]:
+    out = []
     for key, what in (("dataset", "datasets"), ("degradation", "degradations"), ("split", "splits")):
-        vals = {str(s.data.get(key)) for s in sets}
+        vals = {str(getattr(s.results, key)) for s in sets}
         if len(vals) > 1:
-            warnings.append(
-                f"The result sets use different {what} ({e(', '.join(sorted(vals)))}): their numbers are not "
+            out.append(
+                f"The result sets use different {what} ({', '.join(sorted(vals))}): their numbers are not "
                 "directly comparable. The degraded-input row and the example inputs come from the first set."
             )
-    if len({json.dumps(s.data.get("conventions"), sort_keys=True) for s in sets}) > 1:
-        warnings.append("The result sets state different metric conventions (see their metrics.json).")
+    if len({json.dumps(s.results.conventions, sort_keys=True) for s in sets}) > 1:
+        out.append("The result sets state different metric conventions (see their metrics.json).")
+    return out
 
-    key_sets = [set(s.images) for s in sets]
-    common_set = set.intersection(*key_sets)
-    same = all(k == key_sets[0] for k in key_sets)
-    common = [k for k in sets[0].images if k in common_set]
-    if same:
-        subset_note = ""
-    else:
-        counts = ", ".join(f"{e(s.label)}: {len(k)}" for s, k in zip(sets, key_sets, strict=True))
-        subset_note = (
-            f"Computed as means of per-image values over the {len(common)} images common to all result sets "
-            f"(images per set: {counts})."
-        )
-        warnings.append(f"The result sets hold different images. {subset_note}")
-    stats = [_stats(s, None if same else common_set) for s in sets]
 
-    json_names = []
-    for i, s in enumerate(sets, 1):
-        name = f"data/{i}-{_slug(s.label)}.metrics.json"
-        atomic_write_bytes(folder / name, s.raw)
-        json_names.append(name)
-
-    categories = sorted({c for st in stats for c in st.categories})
-    if not same:
-        categories = sorted({str(sets[0].images[k].get("category", "?")) for k in common})
+def _charts(figs: Path, categories: list[str], sets: list[ResultSet], stats: list[_Stats]) -> None:
     ic = stats[0].categories
 
-    def series(metric: str) -> list[Series]:
+    def metric(summary: Summary | None, name: str) -> float | None:
+        return summary.metric(name) if summary is not None else None
+
+    def series(name: str) -> list[Series]:
         out = [
             Series(
-                "degraded input",
-                INPUT_COLOR,
-                [_num(ic.get(c, {}).get(f"input_{metric}")) for c in categories],
-                True,
+                "degraded input", INPUT_COLOR, [metric(ic.get(c), f"input_{name}") for c in categories], True
             )
         ]
         out += [
-            Series(s.label, s.color, [_num(st.categories.get(c, {}).get(metric)) for c in categories])
+            Series(s.label, s.color, [metric(st.categories.get(c), name) for c in categories])
             for s, st in zip(sets, stats, strict=True)
         ]
         return out
 
-    figs = folder / "figures"
     plot_category_bars(
         categories, series("psnr"), "PSNR (dB)", "PSNR per category", figs / "category_psnr.png"
     )
@@ -581,22 +433,20 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
         categories, series("ssim"), "SSIM (0–1)", "SSIM per category", figs / "category_ssim.png"
     )
 
-    def point(d: dict[str, Any], prefix: str = "") -> tuple[float | None, float | None]:
-        return _num(d.get(f"{prefix}psnr_background")), _num(d.get(f"{prefix}psnr_defect"))
+    def point(d: Summary | None, prefix: str = "") -> tuple[float | None, float | None]:
+        return metric(d, f"{prefix}psnr_background"), metric(d, f"{prefix}psnr_defect")
 
     surv = [
         SurvivalSeries(
             "degraded input",
             INPUT_COLOR,
             point(stats[0].overall, "input_"),
-            [point(ic.get(c, {}), "input_") for c in categories],
+            [point(ic.get(c), "input_") for c in categories],
             True,
         )
     ]
     surv += [
-        SurvivalSeries(
-            s.label, s.color, point(st.overall), [point(st.categories.get(c, {})) for c in categories]
-        )
+        SurvivalSeries(s.label, s.color, point(st.overall), [point(st.categories.get(c)) for c in categories])
         for s, st in zip(sets, stats, strict=True)
     ]
     plot_defect_survival(surv, figs / "defect_survival.png")
@@ -611,71 +461,76 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
         empty_message="defect retention: not available\n(it needs the defect-free original/ images)",
     )
 
-    examples_html = []
+
+def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples: int) -> None:
+    for sub in ("figures", "examples", "data"):
+        (folder / sub).mkdir()
+    warnings = _warnings(sets)
+    key_sets = [set(s.images) for s in sets]
+    common_set = set.intersection(*key_sets)
+    same = all(k == key_sets[0] for k in key_sets)
+    common = [k for k in sets[0].images if k in common_set]
+    subset_note = ""
+    if not same:
+        counts = ", ".join(f"{s.label}: {len(k)}" for s, k in zip(sets, key_sets, strict=True))
+        subset_note = (
+            f"Computed as means of per-image values over the {len(common)} images common to all result sets "
+            f"(images per set: {counts})."
+        )
+        warnings.append(f"The result sets hold different images. {subset_note}")
+    stats = [_stats(s, None if same else common_set) for s in sets]
+
+    json_names = []
+    for i, s in enumerate(sets, 1):
+        name = f"data/{i}-{slug(s.label)}.metrics.json"
+        atomic_write_bytes(folder / name, s.raw)
+        json_names.append(name)
+
+    if same:
+        categories = sorted({c for st in stats for c in st.categories})
+    else:
+        categories = sorted({sets[0].images[k].category for k in common})
+    _charts(folder / "figures", categories, sets, stats)
+
+    examples: list[dict[str, str]] = []
     for n, key in enumerate(_pick_examples(sets, common, max_examples), 1):
         try:
-            examples_html.append(_example(sets, key, folder / "examples" / f"example_{n:02d}.png"))
+            examples.append(_example(sets, key, folder / "examples" / f"example_{n:02d}.png"))
         except ApirError as err:
-            examples_html.append(f"<p class='warn'>Example {e(key)} skipped: {e(str(err))}</p>")
-    if not examples_html:
-        examples_html.append(
-            "<p class='note'>No examples: no defective image in common has saved pictures "
-            "(run <code>apir evaluate</code> with image saving on).</p>"
-        )
+            examples.append({"key": key, "src": "", "error": str(err)})
 
-    detection_html = detection_section(
-        [DetectionSet(s.label, s.color, s.path, s.data.get("detection")) for s in sets],
+    detection = detection_context(
+        [DetectionSet(s.label, s.color, s.path, s.results.detection) for s in sets],
         folder,
         "5. Anomaly detection after restoration",
     )
-    page = [
-        "<!DOCTYPE html>",
-        "<html lang='en'><head><meta charset='utf-8'>",
-        _GENERATOR_META,
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{e(title or _default_title(sets))}</title><style>{_CSS}</style></head><body>",
-        _header(title or _default_title(sets), sets, warnings, json_names),
-        "<h2>1. Overall</h2>",
-        _overall_table(sets, stats, subset_note),
-        "<h2>2. Per category</h2>",
-        "<p class='small'>Grouped bars: one group per category, one bar per result set; the hatched grey "
-        "bar is the degraded input. Compare the defect PSNR chart with the PSNR chart: a method whose "
-        "defect PSNR falls behind its overall PSNR is smoothing the defects away.</p>",
-        "<div class='figs'>",
-        "<img class='fig' src='figures/category_psnr.png' alt='PSNR per category'>",
-        "<img class='fig' src='figures/category_psnr_defect.png' alt='defect PSNR per category'>",
-        "<img class='fig' src='figures/category_ssim.png' alt='SSIM per category'>",
-        "</div>",
-        _category_table(categories, sets, stats),
-        "<h2>3. Defect survival</h2>",
-        "<p class='small'>First chart: each large marker is a result set (small markers: its categories). "
-        "On the dashed diagonal the defect is restored as well as the background; below it, worse. Up is "
-        "better; moving left means denoising less. Second chart: retention, the share of the defect's "
-        "signal left after restoration (1 = fully kept; n/a where the dataset has no defect-free "
-        "originals).</p>",
-        "<div class='figs'>",
-        "<img class='fig' src='figures/defect_survival.png' alt='defect PSNR against background PSNR'>",
-        "<img class='fig' src='figures/category_retention.png' alt='defect retention per category'>",
-        "</div>",
-        "<h2>4. Examples</h2>",
-        "<p class='small'>Columns: clean, degraded, then each result set (frame colour = its colour in the "
-        "charts). Rows: the full image (cyan box: the zoomed area), a nearest-neighbour zoom on the defect "
-        "(cyan: the defect outline), and the error |result − clean| on one colour scale shared by all "
-        "methods: a bright defect in the error map means the method altered or erased it.</p>",
-        *examples_html,
-        detection_html,
-        f"<h2>{6 if detection_html else 5}. Per image</h2>",
-        _image_table(sets),
-        f"<p class='small'>Written by apir {e(__version__)}. The numbers come from the copied "
-        "<code>data/*.metrics.json</code> files.</p>",
-        "</body></html>",
-    ]
-    _write_text(folder / "index.html", "\n".join(page) + "\n")
+    first = sets[0].results
 
+    def field(key: str) -> str:
+        return " / ".join(sorted({str(getattr(s.results, key)) for s in sets}))
 
-def _default_title(sets: list[ResultSet]) -> str:
-    d = sets[0].data
-    return f"apir report: {d.get('dataset', '?')} · {d.get('degradation', '?')}"
+    page = render(
+        "report.html.j2",
+        generator=GENERATOR,
+        title=title or f"apir report: {first.dataset} · {first.degradation}",
+        version=__version__,
+        meta={
+            "dataset": field("dataset"),
+            "degradation": field("degradation"),
+            "split": field("split"),
+            "created": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        },
+        conventions=list(first.conventions.items()),
+        warnings=warnings,
+        sets=_result_sets(sets, json_names),
+        overall=_overall_table(sets, stats),
+        subset_note=subset_note,
+        per_category=_category_table(categories, sets, stats),
+        examples=examples,
+        detection=detection,
+        per_image=_image_table(sets),
+    )
+    atomic_write_bytes(folder / "index.html", page.encode("utf-8"))
 
 
 def write_report(
@@ -693,7 +548,7 @@ def write_report(
     """
     if not results_dirs:
         raise ApirError("no results folders given (pass one or more folders written by apir evaluate)")
-    sets = [load_results(p) for p in results_dirs]
+    sets = [_load_set(p) for p in results_dirs]
     _unique_labels(sets)
     for s, color in zip(sets, method_colors(len(sets)), strict=True):
         s.color = color
