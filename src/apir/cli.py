@@ -112,6 +112,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from apir.train.adapt import adapt
+
+    result = adapt(
+        args.data, args.category, args.out, minutes=args.minutes, base=args.model, force=args.force
+    )
+    m = result.last_metrics
+    if m:
+        print(
+            f"validation PSNR on {args.category}'s held-out good images: input {result.input_psnr:.2f} dB -> "
+            f"{m['psnr']:.2f} dB; inside synthetic defects {m['psnr_defect']:.2f} dB"
+        )
+    print(f"adapted model: {result.run_dir} (use it with --model {result.run_dir})")
+    return 0
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     from apir.restore.files import restore_paths
 
@@ -128,6 +144,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         noise_level=args.noise_level,
         strength=args.strength,
         engine=args.engine,
+        guard_dir=args.guard,
+        guard_floor=args.guard_floor,
     )
     print(summary.describe())
     return 0 if summary.ok else 1
@@ -365,6 +383,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start over in an existing RUN_DIR")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser(
+        "adapt", help="fine-tune the default (or --model) on one category's train/good for a few minutes"
+    )
+    p.add_argument("--data", type=Path, required=True, help="MVTec-layout dataset root")
+    p.add_argument("--category", required=True, help="the category (part) to adapt to")
+    p.add_argument("-o", "--out", type=Path, required=True, help="run directory to create")
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    p.add_argument("--model", help="base checkpoint or run directory (default: the shipped model)")
+    p.add_argument("--force", action="store_true", help="start over in an existing run directory")
+    p.set_defaults(func=_cmd_adapt)
+
     p = sub.add_parser("restore", help="restore image files and folders (same names, modes and depths)")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
@@ -379,6 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default 1)")
     _add_keep_input(p)
     _add_level_options(p)
+    p.add_argument(
+        "--guard",
+        type=Path,
+        metavar="GOOD_DIR",
+        help="good images of the same part: restore again with lower strength where a detector fitted on "
+        "them finds the first restoration anomalous (docs/restore.md)",
+    )
+    p.add_argument(
+        "--guard-floor",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="with --guard: the strength at a sure anomaly (0-1, default 0.3; 1 = no guard)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",

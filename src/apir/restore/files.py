@@ -172,6 +172,8 @@ def restore_paths(
     noise_level: float | None = None,
     strength: float = 1.0,
     engine: str = "auto",
+    guard_dir: Path | None = None,
+    guard_floor: float = 0.3,
 ) -> RestoreSummary:
     """Restore image files and folders into ``out_dir``; see the module docstring for the rules.
 
@@ -195,6 +197,19 @@ def restore_paths(
 
         model, _ = resolve_model(model, device)
     model = with_engine(model, engine)
+    guard = None
+    if guard_dir is not None:
+        from apir.restore.guard import guard_from_folder
+
+        guard = guard_from_folder(
+            guard_dir,
+            model,
+            floor=guard_floor,
+            tile=tile,
+            overlap=overlap,
+            noise_level=noise_level,
+            strength=strength,
+        )
     protected = _Protected([Path(p) for p in inputs], pairs)
     summary = RestoreSummary(out_dir=out_dir)
 
@@ -223,6 +238,7 @@ def restore_paths(
                 keep_input=keep_input,
                 noise_level=noise_level,
                 strength=strength,
+                guard=guard,
             )
             write_image(dst, restored, image.info, image.alpha)
         except ApirError as err:

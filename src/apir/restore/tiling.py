@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from apir.device import select_device
 from apir.errors import ApirError
 from apir.restore.engine import check_engine, with_engine
-from apir.restore.noise_level import check_noise_level, check_strength, level_map
+from apir.restore.noise_level import check_noise_level, check_strength, estimate_noise_sigma, level_map
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -367,6 +367,7 @@ def restore_rgb(
     keep_input: float = 0.0,
     noise_level: float | np.ndarray | None = None,
     strength: float = 1.0,
+    guard: Any = None,
 ) -> np.ndarray:
     """Float32 H×W×3 RGB in [0, 1] → the model's float32 H×W×3 output (not clipped).
 
@@ -384,11 +385,24 @@ def restore_rgb(
     ``noise_level`` (σ on the 0-255 scale, or an H×W map of them; None = estimated from the image,
     :mod:`apir.restore.noise_level`) times ``strength`` (< 1 keeps more of the input, > 1 smooths
     more). Other models refuse both, rather than silently ignoring them.
+
+    ``guard`` (a :class:`apir.restore.guard.DetectorGuard`) restores twice: once at full strength, then
+    again with the σ map lowered where the guard's detector finds the first result anomalous.
     """
     k = check_keep_input(keep_input)
     strength = check_strength(strength)
     noise_level = check_noise_level(noise_level)
     level_aware = bool(getattr(model, "level_input", False))
+    if guard is not None:
+        if not level_aware:
+            raise ApirError("--guard needs a noise-level-aware model (such as the shipped default)")
+        run = {"tile": tile, "overlap": overlap, "batch": batch, "amp": amp}
+        sigma = estimate_noise_sigma(rgb) if noise_level is None else noise_level
+        first = restore_rgb(model, rgb, **run, noise_level=sigma, strength=strength)
+        guarded = np.asarray(sigma, np.float32) * guard.strength_map(first)
+        return restore_rgb(
+            model, rgb, **run, progress=progress, keep_input=k, noise_level=guarded, strength=strength
+        )
     if not level_aware and (noise_level is not None or strength != 1.0):
         raise ApirError(
             "this model takes no noise level: --noise-level and --strength need a "
@@ -428,6 +442,7 @@ def restore_array(
     noise_level: float | np.ndarray | None = None,
     strength: float = 1.0,
     engine: str = "torch",
+    guard: Any = None,
 ) -> np.ndarray:
     """Restore one image array; the result has the input's shape and dtype.
 
@@ -444,7 +459,8 @@ def restore_array(
     them, or None to estimate it) and ``strength`` (multiplies the level; 1 = as given) for
     noise-level-aware models such as the shipped default. ``engine``: "torch", "onnx" (ONNX Runtime on
     the CPU) or "auto" (ONNX Runtime where installed and the model is on the CPU);
-    :mod:`apir.restore.engine`.
+    :mod:`apir.restore.engine`. ``guard``: a :class:`apir.restore.guard.DetectorGuard` fitted on
+    good images of the same part; see :func:`restore_rgb`.
     """
     check_tiling(tile, overlap, batch)
     check_keep_input(keep_input)
@@ -473,5 +489,6 @@ def restore_array(
         keep_input=keep_input,
         noise_level=noise_level,
         strength=strength,
+        guard=guard,
     )
     return _from_float_rgb(out, alpha, layout, image.dtype)
