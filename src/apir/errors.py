@@ -19,3 +19,11 @@ class ApirError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class NonFiniteOutput(ApirError):
+    """A model returned NaN or infinite values: a broken model, so a run stops rather than skipping.
+
+    Every image would come out black (NaN clipped to 0); skipping them one by one with a warning
+    each, or worse writing them, would hide that the model itself is the problem.
+    """

@@ -40,9 +40,10 @@ def model_method(
     :func:`apir.restore.tiling.restore_rgb`; it is recorded in ``model_info``.
     """
     from apir.restore.loading import resolve_model
-    from apir.restore.tiling import check_keep_input, restore_rgb
+    from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb
 
     keep_input = check_keep_input(keep_input)
+    check_tiling(tile, overlap)  # before loading: a bad --tile/--overlap fails at once
     model, header = resolve_model(spec, device)
 
     def restore(image: np.ndarray, sigma: float) -> np.ndarray:

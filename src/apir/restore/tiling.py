@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apir.device import select_device
-from apir.errors import ApirError
+from apir.errors import ApirError, NonFiniteOutput
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -391,6 +391,8 @@ def restore_rgb(
     elif y.shape[1] != 3:
         raise ApirError(f"the model returned {y.shape[1]} channels; expected 3 (RGB) or 1 (gray)")
     out = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise NonFiniteOutput("the model returned NaN or infinite values; its weights are broken")
     if k:
         out += np.float32(k) * (np.asarray(rgb, dtype=np.float32) - out)
     return out
