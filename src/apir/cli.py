@@ -83,7 +83,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ApirError("--config cannot be combined with --resume (the run's own config.yaml is used)")
         saved = args.out / "config.yaml"
         if not saved.is_file():
-            raise ApirError(f"{args.out}: nothing to resume (no config.yaml here)")
+            hint = (
+                "; the run never finished an epoch: run it again without --resume"
+                if args.out.is_dir()
+                else ""
+            )
+            raise ApirError(f"{args.out}: nothing to resume (no config.yaml here{hint})")
         config = load_config(saved)
         if args.model is not None and args.model != config.model.name:
             raise ApirError(f"--model {args.model} differs from the run's model {config.model.name}")

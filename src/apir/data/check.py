@@ -16,7 +16,7 @@ from tqdm import tqdm
 from apir.data.imageio import IMAGE_EXTENSIONS, mask_is_binary, read_image, read_info
 from apir.data.mvtec import GOOD, Category, load_dataset, mask_path_for
 from apir.errors import ApirError
-from apir.fsutil import printable
+from apir.fsutil import link_escapes, printable
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ def _stray_files(folder: Path) -> Iterator[Path]:
     """Files in an image folder that are not images (hidden files are ignored, as everywhere)."""
     if folder.is_dir():
         for p in sorted(folder.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            if (
+                p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() not in IMAGE_EXTENSIONS
+                and not link_escapes(p, folder)
+            ):
                 yield p
 
 
@@ -88,7 +93,12 @@ def check_category(cat: Category, progress: tqdm | None = None) -> CategoryRepor
     gt_root = cat.root / "ground_truth"
     if gt_root.is_dir():
         for mask in sorted(gt_root.rglob("*")):
-            if mask.is_file() and not mask.name.startswith(".") and mask not in expected_masks:
+            if (
+                mask.is_file()
+                and not mask.name.startswith(".")
+                and mask not in expected_masks
+                and not link_escapes(mask, cat.root)  # not part of the dataset (see apir.data.mvtec)
+            ):
                 add(Problem(mask, "extra mask with no matching test image"))
     return rep
 

@@ -364,7 +364,7 @@ def _restore_locked(
             "device); its outputs are redone with these",
             file=sys.stderr,
         )
-    remove_stale_temps([dst for _, dst, _ in todo])  # kill -9 leftovers; we hold the lock
+    remove_stale_temps([dst for _, dst in pairs])  # kill -9 leftovers; we hold the lock
 
     journal = manifest.Journal(out_dir / manifest.JOURNAL_FILE)
     journal.start(
