@@ -38,10 +38,18 @@ def _cmd_data_corpus(args: argparse.Namespace) -> int:
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from apir.data.check import check_dataset, format_report
 
-    reports = check_dataset(args.root, follow_symlinks=args.follow_symlinks)
-    print(format_report(reports))
-    bad = any(r.problems for r in reports)
-    if (args.root / MANIFEST_FILE).is_file():
+    has_manifest = (args.root / MANIFEST_FILE).is_file()
+    bad = False
+    try:
+        reports = check_dataset(args.root, follow_symlinks=args.follow_symlinks)
+    except ApirError:
+        if not has_manifest:
+            raise
+        reports = None  # not a dataset (e.g. an `apir restore` OUT_DIR): check its manifest only
+    if reports is not None:
+        print(format_report(reports))
+        bad = any(r.problems for r in reports)
+    if has_manifest:
         from apir.restore.manifest import load_manifest, verify
 
         problems = verify(args.root)

@@ -189,36 +189,48 @@ def test_read_only_out_dir_is_refused_before_any_image(tmp_path, monkeypatch):
 
 
 def test_disk_full_during_restore_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    """The disk fills after the first image: one line, the finished image kept, no temp files left."""
     write_images(tmp_path / "in", n=3)
     out = tmp_path / "out"
-    real = fsutil.atomic_path
-    calls = {"n": 0}
+    ckpt = save_model(tmp_path / "m.safetensors", identity_model())
+    real = fsutil._create_temp
+    created = []
 
-    def full_after_one(path, **kw):
-        calls["n"] += 1
-        if calls["n"] > 1 and Path(path).suffix == ".png":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real(path, **kw)
+    def create_temp(target):
+        if fsutil.is_relative_to(target, out) and target.suffix == ".png":
+            created.append(target)
+            if len(created) > 2:  # each image: the no-clobber temp, then the image writer's own temp
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        return real(target)
 
-    import apir.restore.files as files
-
-    monkeypatch.setattr(files, "atomic_path", full_after_one)
-    code = main(
-        [
-            "restore",
-            str(tmp_path / "in"),
-            "-o",
-            str(out),
-            "--tile",
-            "0",
-            "--model",
-            str(save_model(tmp_path / "m.safetensors", identity_model())),
-        ]
-    )
+    monkeypatch.setattr(fsutil, "_create_temp", create_temp)
+    code = main(["restore", str(tmp_path / "in"), "-o", str(out), "--tile", "0", "--model", str(ckpt)])
     err = capsys.readouterr().err
-    assert code == 2 and "No space left on device" in err and "--resume" in err
-    assert "Traceback" not in err
+    assert code == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("apir: error")]
+    assert "No space left on device" in line and "--resume" in line
+    assert err.count("warning:") <= 1  # not one warning per remaining image
     assert (out / "img0.png").is_file() and not (out / "img1.png").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".") and ".tmp" in p.name] == []
+    monkeypatch.setattr(fsutil, "_create_temp", real)
+    assert (
+        main(
+            ["restore", str(tmp_path / "in"), "-o", str(out), "--tile", "0", "--model", str(ckpt), "--resume"]
+        )
+        == 0
+    )
+    assert "1 already complete" in capsys.readouterr().out
+
+
+def test_data_check_verifies_a_restore_out_dir(tmp_path, capsys):
+    write_images(tmp_path / "in", n=2)
+    out = tmp_path / "out"
+    _run([tmp_path / "in"], out)
+    assert main(["data", "check", str(out)]) == 0
+    assert "all 2 files match" in capsys.readouterr().out
+    (out / "img1.png").write_bytes(b"x")
+    assert main(["data", "check", str(out)]) == 1
+    assert "img1.png: differs from the manifest" in capsys.readouterr().out
 
 
 def test_not_enough_free_space_is_refused_up_front(tmp_path, monkeypatch):

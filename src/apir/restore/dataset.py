@@ -26,7 +26,14 @@ Safety: ``out_root`` may not be ``root``, lie inside it, or contain it; a non-em
 refused unless ``overwrite`` is set *and* it is an earlier output of this function (it carries a
 hidden marker file), so no folder apir did not create is ever deleted. The copy is built in a hidden
 staging folder next to ``out_root`` and renamed into place at the end: an interrupted run leaves no
-half dataset behind.
+half dataset behind. That check is repeated at the rename: a folder created at ``out_root`` during
+the run is left alone (the finished staging folder is kept for ``resume``).
+
+Faults (``docs/restore.md``, "Failures and recovery"): the run holds a lock next to ``out_root``; the
+dataset is checked as ``apir data check`` does, the target for writability and free space, before
+any work; a journal in the staging folder records each finished file so ``resume`` continues
+byte-identically after a crash; ``manifest.json`` lists every output with its checksum
+(:mod:`apir.restore.manifest`). Links out of ``root`` are not followed unless ``follow_symlinks``.
 """
 
 from __future__ import annotations

@@ -34,6 +34,12 @@ ApirError):
   forward pass, ``--device auto|cpu|cuda``: see :func:`apir.restore.tiling.restore_tensor`. On CUDA,
   8-bit images run under bf16 autocast; 16-bit and float images always run in float32, whose
   precision they need.
+* **Faults** (``docs/restore.md``, "Failures and recovery"): OUT_DIR is locked for the run
+  (:mod:`apir.locking`), checked for writability and free space before the first image, outputs are
+  published without ever replacing a file that appeared meanwhile, a model returning NaN stops the
+  run, a full disk stops it, and ``manifest.json`` records every output
+  (:mod:`apir.restore.manifest`). ``--resume`` keeps verified outputs and redoes the rest. Links out
+  of an input folder are skipped with a warning unless ``--follow-symlinks``.
 """
 
 from __future__ import annotations
@@ -412,6 +418,10 @@ def _restore_locked(
             continue
         except ApirError as err:
             skip(src, err.message)
+            if any(reason in err.message for reason in _DISK_FULL):
+                raise ApirError(
+                    f"{printable(err.message)}; stopped (rerun with --resume when fixed)"
+                ) from None
             continue
         except OSError as err:
             reason = os_error_reason(err)
@@ -431,6 +441,10 @@ def _restore_locked(
     merged = manifest.merge(old, runs, new_entries)
     manifest.write_manifest(out_dir, merged)
     journal.close(remove=True)
+
+
+#: Write errors after which every further image would fail the same way: stop rather than warn per file.
+_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT))
 
 
 class _TileBar:
