@@ -379,3 +379,14 @@ def test_large_images_show_tile_progress(tmp_path, capsys):
     restore_paths([tmp_path / "big.png"], tmp_path / "out", identity_model(), tile=16, overlap=4)
     err = capsys.readouterr().err
     assert "tiles" in err and "/25" in err  # 5×5 tiles of 16 px (aligned to the model's 16-px grid)
+
+
+def test_a_foreign_manifest_json_in_out_dir_is_never_replaced(tmp_path):
+    write_images(tmp_path / "in", n=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("my shipping list")
+    model = _Counting()
+    with pytest.raises(ApirError, match="not an apir manifest|cannot read the manifest"):
+        _run([tmp_path / "in"], out, model=model)
+    assert (out / "manifest.json").read_text() == "my shipping list" and model.calls == 0

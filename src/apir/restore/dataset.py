@@ -42,6 +42,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -301,8 +302,11 @@ def _build(
         plan: list[tuple[Path, Path]] = []  # every (source, output) to remove stale temp files up front
         if not single:
             for f in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-                if f.name == manifest.MANIFEST_FILE or not _inside(f, root, follow_symlinks):
-                    continue  # a source's own manifest describes the source, not this copy
+                if f.name == manifest.MANIFEST_FILE:
+                    _not_copied(f)  # the copy's own manifest takes its place
+                    continue
+                if not _inside(f, root, follow_symlinks):
+                    continue
                 plan.append((f, staging / f.name))
         for src, dst in plan:
             copy(src, dst)
@@ -319,7 +323,10 @@ def _build(
                     if f.resolve() not in images and not (skip is not None and is_relative_to(f, skip))
                 ]
                 if single:
-                    others = [f for f in others if f.name != manifest.MANIFEST_FILE or f.parent != cat.root]
+                    top = [f for f in others if f.name == manifest.MANIFEST_FILE and f.parent == cat.root]
+                    for f in top:
+                        _not_copied(f)
+                    others = [f for f in others if f not in top]
                 remove_stale_temps(
                     [dst_root / s.image.relative_to(cat.root) for s in samples]
                     + [dst_root / f.relative_to(cat.root) for f in others]
@@ -382,6 +389,18 @@ def _build(
     except BaseException:
         journal.close()  # Ctrl-C: keep the staging folder, --resume continues from it
         raise
+
+
+def _not_copied(path: Path) -> None:
+    """A source's ``manifest.json``: an apir one describes the source, not the copy (left out
+    silently); anything else is named, since the copy's own manifest takes its place."""
+    try:
+        manifest.load_manifest(path)
+    except ApirError:
+        print(
+            f"warning: not copied {printable(path)}: the copy's own {manifest.MANIFEST_FILE} takes its place",
+            file=sys.stderr,
+        )
 
 
 class _Appeared(ApirError):

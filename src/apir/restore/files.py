@@ -313,8 +313,11 @@ def _previous(out_dir: Path) -> tuple[manifest.Manifest | None, dict[str, manife
     if (out_dir / manifest.MANIFEST_FILE).is_file():
         try:
             old = manifest.load_manifest(out_dir)
-        except ApirError as err:
-            tqdm.write(f"warning: {printable(err)}; it will be rewritten", file=sys.stderr)
+        except ApirError as err:  # someone else's manifest.json: never replaced
+            raise ApirError(
+                f"{err}; apir writes its manifest.json there and never replaces a file it did not "
+                "write, so choose another output folder"
+            ) from None
     runs, done, begun = manifest.read_journal(out_dir / manifest.JOURNAL_FILE)
     return old, runs, done, begun
 
