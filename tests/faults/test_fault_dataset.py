@@ -112,7 +112,10 @@ def test_a_folder_created_at_the_output_mid_run_is_left_alone(brick, reference, 
     staging = tmp_path / ".out.building"
     assert staging.is_dir()  # the finished work is kept...
     shutil.move(out, tmp_path / "moved")
-    restore_dataset(brick, out, resume=True, **_kw())  # ...and put in place by --resume
+    calls = []
+    resumed = _kw(restore_fn=lambda x, s: calls.append(1) or blur(x, s))
+    restore_dataset(brick, out, resume=True, **resumed)  # ...and put in place by --resume
+    assert calls == []  # verified by checksum, not restored again
     assert tree(out) == tree(reference) and not staging.exists()
 
 

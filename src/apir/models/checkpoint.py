@@ -74,20 +74,16 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and the ``apir`` header of a checkpoint; any problem is a one-line ApirError."""
+    """Tensors and the ``apir`` header of a checkpoint; any problem is a one-line ApirError.
+
+    The header is read and checked first (:func:`read_header`), the tensors only after.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ApirError(f"{path}: checkpoint not found")
+    header, _ = read_header(path)
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        header = json.loads(metadata.get("apir", "{}"))
     except (SafetensorError, OSError, ValueError) as err:
         raise ApirError(f"{path}: not a valid safetensors checkpoint ({str(err).splitlines()[0]})") from None
-    check_header(header, path)
     return tensors, header
 
 

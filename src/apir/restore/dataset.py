@@ -251,6 +251,13 @@ def _build(
     key = manifest.run_id(run)
     journal_path = staging / manifest.JOURNAL_FILE
     old_runs, done, _ = manifest.read_journal(journal_path)
+    if not done and (staging / manifest.MANIFEST_FILE).is_file():
+        # A finished staging folder that could not be moved into place (a folder appeared there):
+        # its manifest says what is done, so the resume only verifies checksums.
+        with contextlib.suppress(ApirError):
+            finished_copy = manifest.load_manifest(staging)
+            old_runs = dict(finished_copy.runs)
+            done = {e.output: e for e in finished_copy.entries}
     if old_runs and key not in old_runs:
         raise ApirError(
             f"{printable(out_root)}: the interrupted run was started with other settings (model, "

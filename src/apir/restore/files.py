@@ -362,15 +362,11 @@ def _restore_locked(
                 f"{printable(out_dir)}; pass --overwrite to replace it"
             )
         todo.append((src, dst, exists and (overwrite or resume)))
-    if (
-        resume
-        and old_runs
-        and key not in old_runs
-        and any(known.get(r.relative_to(out_dir).as_posix()) for _, r, _ in todo)
-    ):
+    redone = [d for _, d, _ in todo if (e := known.get(d.relative_to(out_dir).as_posix())) and e.run != key]
+    if resume and redone:
         tqdm.write(
-            "warning: the interrupted run used other settings (model, tile, overlap, keep-input or "
-            "device); its outputs are redone with these",
+            f"warning: {len(redone)} earlier output(s) were made with other settings (model, tile, "
+            "overlap, keep-input or device); they are redone with these",
             file=sys.stderr,
         )
     remove_stale_temps([dst for _, dst in pairs])  # kill -9 leftovers; we hold the lock
