@@ -112,3 +112,27 @@ def test_a_second_train_into_the_same_run_dir_is_refused(tiny_demo, tiny_train_c
         assert main(argv) == 2
     _one_line(capsys, "in use by another apir run", f"PID {os.getpid()}")
     assert [p.name for p in run.iterdir()] == []
+
+
+def test_not_enough_space_for_checkpoints_is_refused_up_front(
+    tiny_demo, tiny_train_config, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    import apir.fsutil as fsutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(fsutil.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(tiny_demo),
+        "--out",
+        str(run),
+        "--config",
+        _config(tmp_path, tiny_train_config),
+    ]
+    assert main(argv) == 2
+    _one_line(capsys, "not enough free space for the checkpoints")
+    assert [p.name for p in run.iterdir()] == []

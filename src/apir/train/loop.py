@@ -28,7 +28,7 @@ from apir.data.mvtec import Sample, load_dataset, split_train_val
 from apir.device import select_device
 from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
-from apir.fsutil import atomic_write_bytes, os_error_reason
+from apir.fsutil import atomic_write_bytes, check_free_space, os_error_reason
 from apir.locking import LOCK_NAME, RunLock
 from apir.losses import AnomalyWeightedLoss
 from apir.models import create_model
@@ -249,11 +249,13 @@ def _train(
     train_samples, val_samples = build_splits(config)
     if not val_samples:
         raise ApirError("no validation images (set data.val_fraction > 0 or add images)")
-    check_model_config(config)
+    n_params = check_model_config(config)
     with contextlib.ExitStack() as stack:
         if ctx.is_main:
             stack.enter_context(RunLock(run_dir / LOCK_NAME, f"run directory {run_dir}"))
             prepare_run_dir(run_dir, resume, force)
+            # best (weights) + last (weights and two Adam moments), float32, plus one being replaced.
+            check_free_space(run_dir, 4 * n_params * 6, "the checkpoints")
         barrier(ctx)
         _setup_logging(run_dir, ctx.is_main)
         return _train_locked(
@@ -261,8 +263,9 @@ def _train(
         )
 
 
-def check_model_config(config: RunConfig) -> None:
-    """Build the configured model on the meta device (no memory) and check it takes RGB.
+def check_model_config(config: RunConfig) -> int:
+    """Build the configured model on the meta device (no memory), check it takes RGB; return its
+    parameter count.
 
     Training data is RGB, so ``model.kwargs.in_channels: 1`` would die at the first step with a
     RuntimeError about channels; this says so in one line instead, before anything is written.
@@ -281,6 +284,7 @@ def check_model_config(config: RunConfig) -> None:
                 f"model.kwargs.{attr}: {value} is not supported for training: apir trains on RGB images "
                 f"(3 channels); remove {attr} from the config"
             )
+    return sum(p.numel() for p in probe.parameters())
 
 
 def _train_locked(
