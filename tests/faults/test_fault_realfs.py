@@ -57,12 +57,7 @@ def test_restore_fills_the_disk(tiny_fs, tmp_path, capsys):
     def forward(x):
         calls["n"] += 1
         if calls["n"] == 2:  # after the first image is written: fill what is left
-            with open(fs / "filler", "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                except OSError:
-                    pass
+            _fill(fs)
         return real_forward(x)
 
     model.forward = forward
@@ -80,12 +75,38 @@ def test_restore_fills_the_disk(tiny_fs, tmp_path, capsys):
     assert len(summary.verified) == 1 and len(summary.written) == 2
 
 
-def test_train_fills_the_disk(tiny_fs, tiny_demo, tiny_train_config, tmp_path, capsys):
-    fs = tiny_fs(64)  # the first checkpoint (about 100 KB) does not fit
+def _fill(folder) -> None:
+    """Write zeros into ``folder`` until its file system is full (as another program might)."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_train_on_a_small_disk(tiny_fs, tiny_demo, tiny_train_config, tmp_path, capsys, monkeypatch):
     config = {**tiny_train_config, "train": {**tiny_train_config["train"], "epochs": 1}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
+    small = tiny_fs(64)  # the checkpoints (about 340 KB) cannot fit: refused before training
+    argv = ["train", "--data", str(tiny_demo), "--config", str(path), "--out"]
+    assert main([*argv, str(small / "run")]) == 2
+    _error_line(capsys, "not enough free space for the checkpoints")
+
+    fs = tiny_fs(1024)  # room at the start; another program fills the disk during the epoch
+    import apir.train.loop as loop
+
+    real_validate = loop.validate
+
+    def validate_then_fill(*args, **kwargs):
+        result = real_validate(*args, **kwargs)
+        _fill(fs)
+        return result
+
+    monkeypatch.setattr(loop, "validate", validate_then_fill)
     run = fs / "run"
-    assert main(["train", "--data", str(tiny_demo), "--out", str(run), "--config", str(path)]) == 2
-    _error_line(capsys, "No space left on device")
-    assert [p.name for p in run.iterdir() if ".tmp" in p.name] == []
+    assert main([*argv, str(run)]) == 2
+    _error_line(capsys, "cannot write checkpoint", "No space left on device")
+    assert [p.name for p in run.iterdir() if ".tmp" in p.name] == []  # the failed write left nothing
