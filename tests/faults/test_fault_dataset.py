@@ -213,7 +213,12 @@ def _kill_child(where, n, *args):
     assert proc.returncode == -9, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("where", "n"), [("fsync", 4), ("journal", 8), ("torn", 13)])
+# fsync 4: the 2nd image's temp file written, not renamed; journal 8: before the 4th image's "begin";
+# torn 13: halfway through the 6th image's "done"; fsync 20: copying the masks (14 images come first);
+# fsync 28: writing manifest.json, the last file before the rename.
+@pytest.mark.parametrize(
+    ("where", "n"), [("fsync", 4), ("journal", 8), ("torn", 13), ("fsync", 20), ("fsync", 28)]
+)
 def test_kill_9_then_resume_is_byte_identical(brick, reference, tmp_path, where, n):
     out = tmp_path / "out"
     _kill_child(where, n, brick, out)
@@ -221,6 +226,7 @@ def test_kill_9_then_resume_is_byte_identical(brick, reference, tmp_path, where,
     assert staging.is_dir() and not out.exists()
     restore_dataset(brick, out, resume=True, **_kw())
     assert tree(out) == tree(reference)  # every image, mask, copied file and manifest.json
+    assert sorted(p.name for p in out.rglob(".*")) == [MARKER_FILE]  # no temp or journal left
     assert not staging.exists() and not (tmp_path / f".out{LOCK_NAME}").exists()
     assert manifest.verify(out) == []
 

@@ -315,6 +315,9 @@ def _build(
                 if not _inside(f, root, follow_symlinks):
                     continue
                 plan.append((f, staging / f.name))
+        remove_stale_temps(
+            [dst for _, dst in plan] + [staging / MARKER_FILE, staging / manifest.MANIFEST_FILE]
+        )  # left by a kill -9 of an earlier run (we hold the lock)
         for src, dst in plan:
             copy(src, dst)
         with tqdm(total=total, desc="restore-dataset", unit="img", disable=not show_progress) as bar:

@@ -369,7 +369,8 @@ def _restore_locked(
             "overlap, keep-input or device); they are redone with these",
             file=sys.stderr,
         )
-    remove_stale_temps([dst for _, dst in pairs])  # kill -9 leftovers; we hold the lock
+    # kill -9 leftovers (we hold the lock, so no other run is writing them)
+    remove_stale_temps([dst for _, dst in pairs] + [out_dir / manifest.MANIFEST_FILE])
 
     journal = manifest.Journal(out_dir / manifest.JOURNAL_FILE)
     journal.start(
