@@ -268,6 +268,8 @@ def test_resume_of_a_finished_dataset_verifies_it(brick, tmp_path):
     out = tmp_path / "out"
     restore_dataset(brick, out, **_kw())
     restore_dataset(brick, out, resume=True, **_kw())  # nothing to do
+    with pytest.raises(ApirError, match="finished with other settings"):
+        restore_dataset(brick, out, resume=True, **_kw(seed=3))
     victim = next((out / "brick" / "test").rglob("*.png"))
     victim.write_bytes(b"edited")
     with pytest.raises(ApirError, match="has changed since"):

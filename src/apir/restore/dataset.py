@@ -210,7 +210,7 @@ def restore_dataset(
     with RunLock(out_root.parent / f".{out_root.name}{LOCK_NAME}", f"output folder {out_root}"):
         _check_out_root(root, out_root, overwrite, resume)  # again, now that no other run can write
         if resume and not staging.is_dir() and (out_root / MARKER_FILE).is_file():
-            _verify_finished(out_root)
+            _verify_finished(out_root, manifest.run_id(run))
             return out_root
         if staging.exists() and not resume:
             shutil.rmtree(staging)  # a crashed earlier run's leftovers (hidden name of our own making)
@@ -220,8 +220,13 @@ def restore_dataset(
     return out_root
 
 
-def _verify_finished(out_root: Path) -> None:
+def _verify_finished(out_root: Path, key: str) -> None:
     """``--resume`` on a finished dataset: nothing to do if it still matches its manifest."""
+    if key not in manifest.load_manifest(out_root).runs:
+        raise ApirError(
+            f"{printable(out_root)}: this dataset was finished with other settings (model, degradation, "
+            "seed, categories or originals); pass --overwrite to build it again with these"
+        )
     problems = manifest.verify(out_root)
     if problems:
         path, what = problems[0]
