@@ -12,6 +12,9 @@ from pathlib import Path
 
 from apir import __version__
 from apir.errors import ApirError
+from apir.fsutil import os_error_reason, printable
+
+MANIFEST_FILE = "manifest.json"  # apir.restore.manifest.MANIFEST_FILE, without importing torch
 
 
 def _cmd_data_demo(args: argparse.Namespace) -> int:
@@ -47,9 +50,29 @@ def _cmd_data_corpus(args: argparse.Namespace) -> int:
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from apir.data.check import check_dataset, format_report
 
-    reports = check_dataset(args.root)
-    print(format_report(reports))
-    return 1 if any(r.problems for r in reports) else 0
+    has_manifest = (args.root / MANIFEST_FILE).is_file()
+    bad = False
+    try:
+        reports = check_dataset(args.root, follow_symlinks=args.follow_symlinks)
+    except ApirError:
+        if not has_manifest:
+            raise
+        reports = None  # not a dataset (e.g. an `apir restore` OUT_DIR): check its manifest only
+    if reports is not None:
+        print(format_report(reports))
+        bad = any(r.problems for r in reports)
+    if has_manifest:
+        from apir.restore.manifest import load_manifest, verify
+
+        problems = verify(args.root)
+        n = len(load_manifest(args.root).entries)
+        if problems:
+            print(f"\n{len(problems)} file(s) do not match {printable(args.root / MANIFEST_FILE)}:")
+            print("\n".join(f"  {printable(p)}: {what}" for p, what in problems))
+            bad = True
+        else:
+            print(f"all {n} files match {printable(args.root / MANIFEST_FILE)} (SHA-256)")
+    return 1 if bad else 0
 
 
 def _cmd_data_sheet(args: argparse.Namespace) -> int:
@@ -80,7 +103,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ApirError("--config cannot be combined with --resume (the run's own config.yaml is used)")
         saved = args.out / "config.yaml"
         if not saved.is_file():
-            raise ApirError(f"{args.out}: nothing to resume (no config.yaml here)")
+            hint = (
+                "; the run never finished an epoch: run it again without --resume"
+                if args.out.is_dir()
+                else ""
+            )
+            raise ApirError(f"{args.out}: nothing to resume (no config.yaml here{hint})")
         config = load_config(saved)
         if args.model is not None and args.model != config.model.name:
             raise ApirError(f"--model {args.model} differs from the run's model {config.model.name}")
@@ -146,6 +174,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         engine=args.engine,
         guard_dir=args.guard,
         guard_floor=args.guard_floor,
+        resume=args.resume,
+        follow_symlinks=args.follow_symlinks,
     )
     print(summary.describe())
     return 0 if summary.ok else 1
@@ -173,6 +203,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.method,
         device=args.device,
         tile=args.tile,
+        overlap=args.overlap,
         label=args.label,
         keep_input=args.keep_input,
         noise_level=args.noise_level,
@@ -192,11 +223,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model_info=method.model_info,
         max_per_category=args.max_per_category,
         detector=args.detector,
+        follow_symlinks=args.follow_symlinks,
     )
     print(format_overall(result))
     if "detection" in result:
         print(format_detection(result["detection"]))
-    print(f"results written to {args.output}")
+    print(f"results written to {printable(args.output)}")
     return 0
 
 
@@ -251,8 +283,11 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         label=method.label if method else None,
         originals=not args.no_originals,
+        resume=args.resume,
+        follow_symlinks=args.follow_symlinks,
+        model_info=method.model_info if method else None,
     )
-    print(f"{'degraded' if method is None else 'restored'} dataset written to {out}")
+    print(f"{'degraded' if method is None else 'restored'} dataset written to {printable(out)}")
     return 0
 
 
@@ -311,6 +346,14 @@ def _add_level_options(p: argparse.ArgumentParser, evaluate: bool = False) -> No
     )
 
 
+def _add_follow_symlinks(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help=f"follow symbolic links that lead out of {what} (default: skip them, one warning each)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apir",
@@ -351,8 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a corpus (and unseen set) apir built")
     p.set_defaults(func=_cmd_data_corpus)
 
-    p = data_sub.add_parser("check", help="report counts and every problem in an MVTec-layout dataset")
+    p = data_sub.add_parser(
+        "check",
+        help="report counts and every problem in an MVTec-layout dataset; a restored one is also "
+        "verified against its manifest.json (SHA-256 of every file)",
+    )
     p.add_argument("root", type=Path, help="dataset root or a single category folder")
+    _add_follow_symlinks(p, "the dataset")
     p.set_defaults(func=_cmd_data_check)
 
     p = data_sub.add_parser("sheet", help="contact sheet of clean/degraded/mask triplets (PNG)")
@@ -427,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace existing outputs; allow OUT_DIR inside an input folder (inputs are never written)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run into OUT_DIR: keep outputs its manifest/journal verifies "
+        "(SHA-256), redo the rest, remove stale temporary files",
+    )
+    _add_follow_symlinks(p, "an input folder")
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
@@ -449,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", help="name shown in reports")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=512, help="tile side in px, 0 = whole image (default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
+    _add_follow_symlinks(p, "the dataset")
     p.add_argument(
         "--detector",
         action="store_true",
@@ -470,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-originals", action="store_true", help="do not copy apir's original/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier restore-dataset output")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into OUT_ROOT (same settings): verified outputs are kept, the "
+        "rest redone; the result is identical to an uninterrupted run",
+    )
+    _add_follow_symlinks(p, "the dataset")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_keep_input(p)
     p.set_defaults(func=_cmd_restore_dataset)
@@ -492,8 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ApirError as err:
-        print(f"apir: error: {err}", file=sys.stderr)
+        print(f"apir: error: {printable(err)}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a disk error no command turned into an ApirError: still one line
+        where = f"{printable(err.filename)}: " if err.filename else ""
+        print(f"apir: error: {where}{printable(os_error_reason(err))}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("apir: interrupted", file=sys.stderr)
         return 130

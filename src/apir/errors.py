@@ -40,3 +40,11 @@ def safe_name(path: object) -> str:
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))
     return "".join(out)
+
+
+class NonFiniteOutput(ApirError):
+    """A model returned NaN or infinite values: a broken model, so a run stops rather than skipping.
+
+    Every image would come out black (NaN clipped to 0); skipping them one by one with a warning
+    each, or worse writing them, would hide that the model itself is the problem.
+    """

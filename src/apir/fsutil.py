@@ -20,14 +20,29 @@ and ``O_EXCL``, which lets the process umask decide the permissions exactly as f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import shutil
 import stat
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "is_relative_to"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "check_free_space",
+    "check_writable",
+    "is_relative_to",
+    "link_escapes",
+    "os_error_reason",
+    "printable",
+    "remove_stale_temps",
+    "stale_temp_files",
+]
 
 
 def _create_temp(target: Path) -> tuple[int, Path]:
@@ -98,7 +113,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` to write to; it replaces ``path`` only on success.
 
     The yielded file already exists (empty, so its name is reserved) and has the same suffix as
@@ -106,6 +121,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     exception the file is flushed to disk and renamed over ``path``; if the body (or the rename)
     fails, the temporary file is removed and ``path`` is left as it was. The parent directory must
     exist.
+
+    ``overwrite=False`` publishes without ever replacing a file: if ``path`` exists at the moment of
+    the rename (say another program created it meanwhile), :class:`FileExistsError` is raised and
+    that file is left alone. It uses a hard link (atomic and exclusive on POSIX); where the file
+    system has none, an existence check just before the rename (a tiny window remains).
     """
     target = Path(path)
     fd, tmp = _create_temp(target)
@@ -113,15 +133,179 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
-        _keep_mode(tmp, target)
-        os.replace(tmp, target)
+        if overwrite:
+            _keep_mode(tmp, target)
+            os.replace(tmp, target)
+        else:
+            _publish_exclusive(tmp, target)
     except BaseException:
         _remove_quietly(tmp)
         raise
     _fsync_dir(target.parent)
 
 
+def _publish_exclusive(tmp: Path, target: Path) -> None:
+    try:
+        os.link(tmp, target)  # fails with FileExistsError if target exists, atomically
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "file appeared while apir was writing it", str(target)) from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(target):  # no hard links here (FAT, some FUSE): check, then rename
+            raise FileExistsError(
+                errno.EEXIST, "file appeared while apir was writing it", str(target)
+            ) from None
+        os.replace(tmp, target)
+        return
+    _remove_quietly(tmp)
+
+
 def is_relative_to(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """True if ``a`` is ``b`` or lies inside it, after resolving symlinks and ``..`` in both."""
     ra, rb = Path(a).resolve(), Path(b).resolve()
     return ra == rb or rb in ra.parents
+
+
+def link_escapes(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True if ``path`` reaches outside ``root`` through a symbolic link (of itself or a parent).
+
+    Why: a dataset or input folder may hold a link to ``/etc/shadow`` or to a folder elsewhere;
+    following it would copy, or take as data, files the user never gave apir. Links that stay
+    inside ``root`` are harmless and followed.
+    """
+    return not is_relative_to(path, root)
+
+
+# ------------------------------------------------------------------------------ stale temp files
+
+_HEX = "[0-9a-f]{8}"
+
+
+def _temp_pattern(target: Path) -> re.Pattern[str]:
+    """Names :func:`_create_temp` gives temporaries of ``target`` (also nested: a temp of a temp)."""
+    name, suffix = re.escape(target.name), re.escape(target.suffix)
+    return re.compile(rf"\.+{name}\.{_HEX}\.tmp{suffix}(?:\.{_HEX}\.tmp{suffix})*")
+
+
+def stale_temp_files(target: str | os.PathLike[str]) -> list[Path]:
+    """apir's temporary files for ``target`` (hidden, next to it), e.g. left behind by ``kill -9``.
+
+    Only call this while holding the lock of the folder (:mod:`apir.locking`): otherwise a temp
+    file may belong to a run that is still writing.
+    """
+    t = Path(target)
+    try:
+        names = os.listdir(t.parent)
+    except OSError:
+        return []
+    pattern = _temp_pattern(t)
+    return sorted(t.parent / n for n in names if n.startswith(".") and pattern.fullmatch(n))
+
+
+def remove_stale_temps(targets: list[Path]) -> int:
+    """Delete :func:`stale_temp_files` of every target; return how many were removed."""
+    removed = 0
+    by_dir: dict[Path, list[Path]] = {}
+    for t in targets:
+        by_dir.setdefault(Path(t).parent, []).append(Path(t))
+    for folder, items in by_dir.items():
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith(".") and ".tmp" in n]
+        except OSError:
+            continue
+        for t in items:
+            pattern = _temp_pattern(t)
+            for n in names:
+                if pattern.fullmatch(n):
+                    with contextlib.suppress(OSError):
+                        os.unlink(folder / n)
+                        removed += 1
+    return removed
+
+
+# ------------------------------------------------------------------------------ pre-flight checks
+
+
+def os_error_reason(err: BaseException) -> str:
+    """A short reason for an OS error: "No space left on device", "Read-only file system", ..."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def check_writable(folder: str | os.PathLike[str], what: str = "output folder") -> None:
+    """Create (if needed) ``folder`` and prove a file can be created in it, or raise ApirError.
+
+    Done before long work, so a read-only target fails in the first second, not after hours.
+    """
+    from apir.errors import ApirError
+
+    d = Path(folder)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = _create_temp(d / ".apir-write-test")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ApirError(f"{printable(d)}: {what} is not writable ({os_error_reason(err)})") from None
+
+
+def check_free_space(folder: str | os.PathLike[str], needed: int, what: str = "the outputs") -> None:
+    """Raise ApirError if the file system of ``folder`` has less than ``needed`` bytes free.
+
+    ``needed`` is an estimate from the inputs (outputs are about as large as their inputs); a disk
+    that fills anyway is still an error naming the file, but this catches the obvious case up front.
+    """
+    from apir.errors import ApirError
+
+    d = Path(folder)
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    try:
+        free = shutil.disk_usage(d).free
+    except OSError:
+        return  # cannot tell: let the writes report it
+    if free < needed:
+        raise ApirError(
+            f"{printable(folder)}: not enough free space for {what} "
+            f"(about {_size(needed)} needed, {_size(free)} free)"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+# ------------------------------------------------------------------------------ printing names
+
+# Bidirectional overrides and isolates can make a printed name read as something else.
+_BIDI = {chr(c) for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def printable(text: object) -> str:
+    """``text`` (a path, a message) with control characters escaped, for one safe terminal line.
+
+    A file name may hold a newline (which would split a warning in two), ANSI escape sequences
+    (which would recolour or rewrite the terminal), bidirectional overrides, or bytes that are not
+    UTF-8 (surrogates here, which would make ``print`` fail). They are shown as ``\\n``, ``\\x1b``,
+    ``\\u202e`` and ``\\xff``; everything else, accented letters included, is printed as it is.
+    """
+    s = os.fspath(text) if isinstance(text, os.PathLike) else str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == " " or (unicodedata.category(ch)[0] != "C" and ch not in _BIDI):
+            out.append(ch)
+        else:
+            escaped = repr(ch)[1:-1]
+            out.append(escaped if escaped != ch else f"\\u{code:04x}")
+    return "".join(out)

@@ -54,7 +54,7 @@ def test_copy_passes_data_check_and_keeps_names(tiny_demo, restored):
     assert out.is_dir() and (out / MARKER_FILE).is_file()
     assert _problems(out) == []
     after = _files(out)
-    assert set(after) == set(before)  # same folders, same file names, root files included
+    assert set(after) == set(before) | {"manifest.json"}  # same folders, same file names, root files included
     assert _files(tiny_demo) == before  # the input is untouched
     assert not any(p.name.startswith(".out") for p in out.parent.iterdir())  # no staging left behind
 
@@ -163,7 +163,7 @@ def test_single_category_with_16_bit_alpha_and_jpeg(tmp_path):
         cat, tmp_path / "restored", restore_fn=_blur, degradation="noise15", show_progress=False
     )
     assert _problems(out) == []
-    assert set(_files(out)) == set(before)
+    assert set(_files(out)) == set(before) | {"manifest.json"}
     assert _files(cat) == before
     for rel in before:
         if rel.endswith(("readme.txt", "_mask.png")):

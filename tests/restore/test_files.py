@@ -118,7 +118,7 @@ def test_folders_are_searched_recursively_and_keep_relative_paths(tmp_path):
     got = sorted(
         p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()
     )
-    assert got == ["a/b/x.png", "a/y.tif", "c.png", "single.png"]
+    assert got == ["a/b/x.png", "a/y.tif", "c.png", "manifest.json", "single.png"]
     assert summary.ok and len(summary.written) == 4
     assert summary.describe() == f"restored 4 images to {tmp_path / 'out'}"
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from apir.data.imageio import IMAGE_EXTENSIONS, mask_is_binary, read_image, read_info
 from apir.data.mvtec import GOOD, Category, load_dataset, mask_path_for
 from apir.errors import ApirError
+from apir.fsutil import link_escapes, printable
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,12 @@ def _stray_files(folder: Path) -> Iterator[Path]:
     """Files in an image folder that are not images (hidden files are ignored, as everywhere)."""
     if folder.is_dir():
         for p in sorted(folder.iterdir()):
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            if (
+                p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() not in IMAGE_EXTENSIONS
+                and not link_escapes(p, folder)
+            ):
                 yield p
 
 
@@ -87,7 +93,12 @@ def check_category(cat: Category, progress: tqdm | None = None) -> CategoryRepor
     gt_root = cat.root / "ground_truth"
     if gt_root.is_dir():
         for mask in sorted(gt_root.rglob("*")):
-            if mask.is_file() and not mask.name.startswith(".") and mask not in expected_masks:
+            if (
+                mask.is_file()
+                and not mask.name.startswith(".")
+                and mask not in expected_masks
+                and not link_escapes(mask, cat.root)  # not part of the dataset (see apir.data.mvtec)
+            ):
                 add(Problem(mask, "extra mask with no matching test image"))
     return rep
 
@@ -131,9 +142,14 @@ def _check_same_size(path: Path, image_shape: tuple[int, int] | None, what: str,
         add(Problem(path, f"{what} size {info.width}x{info.height} differs from image size"))
 
 
-def check_dataset(root: str | Path, show_progress: bool = True) -> list[CategoryReport]:
-    """Check every category under ``root``; missing or empty roots raise :class:`ApirError`."""
-    cats = load_dataset(root)
+def check_dataset(
+    root: str | Path, show_progress: bool = True, follow_symlinks: bool = False
+) -> list[CategoryReport]:
+    """Check every category under ``root``; missing or empty roots raise :class:`ApirError`.
+
+    Links out of ``root`` are skipped with a warning unless ``follow_symlinks``.
+    """
+    cats = load_dataset(root, follow_symlinks=follow_symlinks)
     total = sum(len(c.train) + len(c.test) for c in cats)
     with tqdm(total=total, desc="checking", unit="img", disable=not show_progress, leave=False) as bar:
         return [check_category(c, bar) for c in cats]
@@ -147,14 +163,14 @@ def format_report(reports: list[CategoryReport]) -> str:
     lines = [header, "-" * len(header)]
     for r in reports:
         lines.append(
-            f"{r.name:<20} {r.train_good:>10} {r.test_good:>9} {r.test_defect:>9} {r.masks:>6} "
+            f"{printable(r.name):<20} {r.train_good:>10} {r.test_good:>9} {r.test_defect:>9} {r.masks:>6} "
             f"{len(r.defect_types):>5}"
         )
     problems = [p for r in reports for p in r.problems]
     lines.append("")
     if problems:
         lines.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found:")
-        lines.extend(f"  {p}" for p in problems)
+        lines.extend(f"  {printable(p)}" for p in problems)
     else:
         lines.append("no problems found")
     return "\n".join(lines)

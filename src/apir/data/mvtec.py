@@ -15,17 +15,25 @@ embedded demo dataset writes it, because measuring how much of a defect survives
 the defect-free original (see ``docs/data.md``).
 
 ``root`` may be a single category folder (it has ``train/`` or ``test/``) or a folder of categories.
+
+Symbolic links are followed only while they stay inside ``root``: a link to a file or folder
+elsewhere (``test/crack -> /etc``, ``train/good/x.png -> /home/me/private.png``) is left out with one
+warning line on stderr, unless ``follow_symlinks=True`` (``--follow-symlinks``). A dataset is what is
+under its root; a link must not pull in files the user never meant to hand over.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from apir.data.imageio import list_images
 from apir.errors import ApirError
+from apir.fsutil import link_escapes, printable
 
 GOOD = "good"
 MASK_SUFFIX = "_mask"
@@ -80,7 +88,19 @@ def is_category_dir(path: Path) -> bool:
     return (path / "train").is_dir() or (path / "test").is_dir()
 
 
-def find_category_dirs(root: str | Path) -> list[Path]:
+def _inside(path: Path, root: Path, follow_symlinks: bool) -> bool:
+    """False (after one warning line) for a link out of ``root`` that must not be followed."""
+    if follow_symlinks or not link_escapes(path, root):
+        return True
+    print(
+        f"warning: skipped {printable(path)}: symbolic link to {printable(os.path.realpath(path))}, "
+        f"outside the dataset {printable(root)} (pass --follow-symlinks to follow it)",
+        file=sys.stderr,
+    )
+    return False
+
+
+def find_category_dirs(root: str | Path, follow_symlinks: bool = False) -> list[Path]:
     """The category folders under ``root`` (or ``root`` itself if it is one), sorted by name."""
     root = Path(root)
     if not root.exists():
@@ -89,7 +109,9 @@ def find_category_dirs(root: str | Path) -> list[Path]:
         raise ApirError(f"{root}: not a folder (expected an MVTec-layout dataset root or category)")
     if is_category_dir(root):
         return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and is_category_dir(p))
+    found = sorted(
+        p for p in root.iterdir() if p.is_dir() and is_category_dir(p) and _inside(p, root, follow_symlinks)
+    )
     if not found:
         raise ApirError(
             f"{root}: no MVTec-layout category found (expected <root>/<category>/train/good/*.png "
@@ -98,36 +120,54 @@ def find_category_dirs(root: str | Path) -> list[Path]:
     return found
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return list_images(folder, recursive=False) if folder.is_dir() else []
+def load_category(
+    path: str | Path, follow_symlinks: bool = False, dataset_root: str | Path | None = None
+) -> Category:
+    """Scan one category folder. Missing masks are kept as ``None`` here; ``data check`` reports them.
 
-
-def load_category(path: str | Path) -> Category:
-    """Scan one category folder. Missing masks are kept as ``None`` here; ``data check`` reports them."""
+    Links out of ``dataset_root`` (default: the category folder) are left out unless
+    ``follow_symlinks`` (see the module docstring).
+    """
     path = Path(path)
+    top = Path(dataset_root) if dataset_root is not None else path
     if not is_category_dir(path):
         raise ApirError(f"{path}: not an MVTec-layout category (no train/ or test/ folder)")
+
+    def inside(p: Path) -> bool:
+        return _inside(p, top, follow_symlinks)
+
+    def images_in(folder: Path) -> list[Path]:
+        if not folder.is_dir() or not inside(folder):
+            return []
+        return [p for p in list_images(folder, recursive=False) if inside(p)]
+
+    def existing(candidate: Path) -> Path | None:
+        return candidate if candidate.is_file() and inside(candidate) else None
+
     cat = Category(name=path.name, root=path)
-    for image in _images_in(path / "train" / GOOD):
+    for image in images_in(path / "train" / GOOD):
         cat.train.append(Sample(image=image, category=cat.name, split="train", defect_type=GOOD))
     test_dir = path / "test"
     type_dirs = sorted(d for d in test_dir.iterdir() if d.is_dir()) if test_dir.is_dir() else []
     for type_dir in type_dirs:
         defect_type = type_dir.name
-        for image in _images_in(type_dir):
+        for image in images_in(type_dir):
             mask = original = None
             if defect_type != GOOD:
-                candidate = mask_path_for(path, defect_type, image.stem)
-                mask = candidate if candidate.is_file() else None
-                candidate = original_path_for(path, defect_type, image.stem)
-                original = candidate if candidate.is_file() else None
+                mask = existing(mask_path_for(path, defect_type, image.stem))
+                original = existing(original_path_for(path, defect_type, image.stem))
             cat.test.append(Sample(image, cat.name, "test", defect_type, mask=mask, original=original))
     return cat
 
 
-def load_dataset(root: str | Path, categories: Sequence[str] | None = None) -> list[Category]:
-    """Scan a dataset root (or a single category). ``categories`` limits and checks the names."""
-    dirs = find_category_dirs(root)
+def load_dataset(
+    root: str | Path, categories: Sequence[str] | None = None, follow_symlinks: bool = False
+) -> list[Category]:
+    """Scan a dataset root (or a single category). ``categories`` limits and checks the names.
+
+    ``follow_symlinks`` also follows links out of ``root`` (see the module docstring).
+    """
+    dirs = find_category_dirs(root, follow_symlinks)
     if categories:
         by_name = {d.name: d for d in dirs}
         unknown = [c for c in categories if c not in by_name]
@@ -137,7 +177,7 @@ def load_dataset(root: str | Path, categories: Sequence[str] | None = None) -> l
                 f"(found: {', '.join(sorted(by_name))})"
             )
         dirs = [by_name[c] for c in categories]
-    return [load_category(d) for d in dirs]
+    return [load_category(d, follow_symlinks, dataset_root=root) for d in dirs]
 
 
 def _stable_fraction(*parts: object) -> float:

@@ -47,9 +47,10 @@ def model_method(
     from apir.restore.engine import check_engine, with_engine
     from apir.restore.loading import resolve_model
     from apir.restore.noise_level import check_noise_level, check_strength
-    from apir.restore.tiling import check_keep_input, restore_rgb
+    from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb
 
     keep_input = check_keep_input(keep_input)
+    check_tiling(tile, overlap)  # before loading: a bad --tile/--overlap fails at once
     strength = check_strength(strength)
     true_sigma = noise_level == "true"
     fixed = None if true_sigma else check_noise_level(noise_level)

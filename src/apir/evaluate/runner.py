@@ -43,7 +43,7 @@ from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
-from apir.fsutil import atomic_write_bytes
+from apir.fsutil import atomic_write_bytes, printable
 from apir.restore.functions import MemoizedRestore, RestoreFn, check_restored
 
 CONVENTIONS = {
@@ -178,6 +178,7 @@ def evaluate(
     max_per_category: int | None = None,
     detector: bool = False,
     detector_maps: int = 2,
+    follow_symlinks: bool = False,
 ) -> dict[str, Any]:
     """Restore and score every ``split`` image (good and defective) of ``root``; write ``out_dir``.
 
@@ -195,6 +196,10 @@ def evaluate(
     a reference detector fitted on clean ``train/good`` scores the clean, degraded and restored test
     images) under the key ``detection``, with ``detector_maps`` detection-map figures per category.
 
+    A defective image without a mask is an error before any work: scored with an all-zero mask it
+    would count as defect-free and skew every "in defect" number. ``follow_symlinks`` follows links
+    out of ``root`` (skipped with a warning by default, see :mod:`apir.data.mvtec`).
+
     Returns the dict written to ``metrics.json`` (NaN as None); :func:`load_results` reads it back
     as :class:`~apir.evaluate.results.Results`.
     """
@@ -211,7 +216,7 @@ def evaluate(
     # Made JSON-safe now (paths → str), not after hours of restoring.
     model = json_safe(dict(model_info)) if model_info is not None else None
     pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
-    cats = load_dataset(root, categories)
+    cats = load_dataset(root, categories, follow_symlinks)
     plan: list[tuple[str, list[Sample]]] = [
         (c.name, list(c.test if split == "test" else c.train)) for c in cats
     ]
@@ -223,6 +228,12 @@ def evaluate(
     total = sum(len(s) for _, s in plan)
     if total == 0:
         raise ApirError(f"{root}: no {split} images to evaluate")
+    unlabelled = [s for _, samples in plan for s in samples if not s.is_good and s.mask is None]
+    if unlabelled:
+        raise ApirError(
+            f"{printable(unlabelled[0].image)}: defective image without a mask ({len(unlabelled)} in all; "
+            f"it would be scored as defect-free; add the masks, see `apir data check {printable(root)}`)"
+        )
     out = _prepare_out_dir(out_dir)
     label = label or method
     detection = None

@@ -5,6 +5,13 @@ apir stores tensors in safetensors and everything else (the model's registry nam
 epoch, metrics, optimizer hyper-parameters) as JSON in the file's metadata under the key ``apir``.
 Optimizer tensors (Adam moments) sit beside the weights under the ``__optim__/`` prefix in
 ``last.safetensors`` only, so a run can resume exactly; ``best.safetensors`` holds the weights alone.
+
+A checkpoint is untrusted input (edited by hand, truncated, shared by a stranger), so
+:func:`load_model` checks it before allocating anything: the header's types and names
+(:func:`check_header`), then the model is built on PyTorch's ``meta`` device (shapes only, no memory)
+and its parameter count and tensor names and shapes are compared with the file's, read from the
+safetensors index without loading a tensor. Only then are weights read, and non-finite ones
+(NaN, inf) are refused: they would silently turn every output black.
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from apir.errors import ApirError
-from apir.fsutil import atomic_path
+from apir.fsutil import atomic_path, os_error_reason, printable
 
 OPTIM_PREFIX = "__optim__/"
+#: Largest model apir builds from a checkpoint: 2^30 parameters (4 GiB as float32), far above any
+#: restoration network (the default is about 1e6) and far below what a typo such as
+#: ``width: 1048576`` (about 5e15) would try to allocate.
+MAX_PARAMETERS = 1 << 30
 BEST = "best.safetensors"
 LAST = "last.safetensors"
 
@@ -52,27 +63,129 @@ def save_checkpoint(
                     scalars.setdefault(str(idx), {})[name] = value
         header["optimizer"] = {"param_groups": opt_state["param_groups"], "scalars": scalars}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"apir": json.dumps(header)})
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"apir": json.dumps(header)})
+    except (SafetensorError, OSError) as err:
+        reason = os_error_reason(err) if isinstance(err, OSError) else str(err).splitlines()[0]
+        raise ApirError(
+            f"{printable(path)}: cannot write checkpoint ({reason}); the previous {path.name} is unchanged"
+        ) from None
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and the ``apir`` header of a checkpoint; any problem is a one-line ApirError."""
+    """Tensors and the ``apir`` header of a checkpoint; any problem is a one-line ApirError.
+
+    The header is read and checked first (:func:`read_header`), the tensors only after.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ApirError(f"{path}: checkpoint not found")
+    header, _ = read_header(path)
     try:
         tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ApirError(f"{path}: not a valid safetensors checkpoint ({str(err).splitlines()[0]})") from None
+    return tensors, header
+
+
+def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The checked ``apir`` header and the name → shape index of a checkpoint, loading no tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise ApirError(f"{printable(path)}: checkpoint not found")
+    try:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
         header = json.loads(metadata.get("apir", "{}"))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ApirError(f"{path}: not a valid safetensors checkpoint ({str(err).splitlines()[0]})") from None
-    if "model" not in header:
-        raise ApirError(f"{path}: not an apir checkpoint (no model description in its metadata)")
-    return tensors, header
+        raise ApirError(
+            f"{printable(path)}: not a valid safetensors checkpoint ({str(err).splitlines()[0]})"
+        ) from None
+    check_header(header, path)
+    return header, shapes
+
+
+def _json_scalar_tree(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list) and depth < 3 and len(value) <= 1024:
+        return all(_json_scalar_tree(v, depth + 1) for v in value)
+    return False
+
+
+def check_header(header: Any, path: str | Path) -> None:
+    """Refuse a header that cannot describe a model: one-line ApirError naming the file and field."""
+    where = printable(path)
+    if not isinstance(header, dict) or "model" not in header:
+        raise ApirError(f"{where}: not an apir checkpoint (no model description in its metadata)")
+    model = header["model"]
+    if not isinstance(model, dict):
+        raise ApirError(f"{where}: invalid checkpoint header (model must be a mapping, got {model!r:.40})")
+    name = model.get("name")
+    if not isinstance(name, str) or not name:
+        raise ApirError(
+            f"{where}: invalid checkpoint header (model.name must be a model name, got {name!r:.40})"
+        )
+    for key, value in model.items():
+        if not isinstance(key, str) or not _json_scalar_tree(value):
+            raise ApirError(f"{where}: invalid checkpoint header (model.{printable(key)} = {value!r:.40})")
+
+
+def _build_checked(path: Path, header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """Build the header's model on the meta device and check it against the file's tensors.
+
+    Returns the keyword arguments for :func:`~apir.models.create_model`. Nothing is allocated: the
+    meta device records shapes only.
+    """
+    from apir.models import create_model
+
+    config = dict(header["model"])
+    name = config.pop("name")
+    try:
+        with torch.device("meta"):
+            meta = create_model(name, **config)
+    except ApirError as err:
+        raise ApirError(f"{printable(path)}: {err}") from None
+    except Exception as err:  # a constructor given a value of the wrong type or range
+        raise ApirError(
+            f"{printable(path)}: invalid model arguments in the checkpoint header ({type(err).__name__}: "
+            f"{printable(str(err).splitlines()[0] if str(err) else '')})"
+        ) from None
+    count = sum(p.numel() for p in meta.parameters())
+    if count > MAX_PARAMETERS:
+        raise ApirError(
+            f"{printable(path)}: the header describes a {name} model with {count:.2e} parameters "
+            f"(limit {MAX_PARAMETERS:.2e}); the header is wrong or edited"
+        )
+    expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    weights = {k: v for k, v in shapes.items() if not k.startswith(OPTIM_PREFIX)}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [k for k in expected if k in weights and weights[k] != expected[k]]
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:2]}"
+            if missing
+            else f"unexpected {unexpected[:2]}"
+            if unexpected
+            else f"shape of {wrong[0]} is {weights[wrong[0]]}, expected {expected[wrong[0]]}"
+        )
+        raise ApirError(f"{printable(path)}: checkpoint does not fit this model ({detail})")
+    return config
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity (they make every output NaN, i.e. black)."""
+    for key, t in tensors.items():
+        if key.startswith(OPTIM_PREFIX) or not t.is_floating_point():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            raise ApirError(
+                f"{printable(path)}: weight {printable(key)} holds NaN or infinite values; "
+                "the checkpoint is broken (was training diverging?)"
+            )
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -167,9 +280,10 @@ def load_model(spec: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
     from apir.models import create_model
 
     path = resolve_checkpoint(spec)
+    header, shapes = read_header(path)
+    config = _build_checked(path, header, shapes)  # before any tensor is read or allocated
     tensors, header = read_checkpoint(path)
-    config = dict(header["model"])
-    name = config.pop("name")
-    model = create_model(name, **config)
+    check_finite(tensors, path)
+    model = create_model(header["model"]["name"], **config)
     load_weights(model, tensors, path)
     return model.to(map_location), header

@@ -26,14 +26,23 @@ Safety: ``out_root`` may not be ``root``, lie inside it, or contain it; a non-em
 refused unless ``overwrite`` is set *and* it is an earlier output of this function (it carries a
 hidden marker file), so no folder apir did not create is ever deleted. The copy is built in a hidden
 staging folder next to ``out_root`` and renamed into place at the end: an interrupted run leaves no
-half dataset behind.
+half dataset behind. That check is repeated at the rename: a folder created at ``out_root`` during
+the run is left alone (the finished staging folder is kept for ``resume``).
+
+Faults (``docs/restore.md``, "Failures and recovery"): the run holds a lock next to ``out_root``; the
+dataset is checked as ``apir data check`` does, the target for writability and free space, before
+any work; a journal in the staging folder records each finished file so ``resume`` continues
+byte-identically after a crash; ``manifest.json`` lists every output with its checksum
+(:mod:`apir.restore.manifest`). Links out of ``root`` are not followed unless ``follow_symlinks``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,9 +55,20 @@ import apir
 from apir.data.datasets import EvalImageDataset
 from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
 from apir.data.imageio import read_image, write_image
-from apir.data.mvtec import is_category_dir, load_dataset
+from apir.data.mvtec import Category, _inside, is_category_dir, load_dataset
 from apir.errors import ApirError
-from apir.fsutil import is_relative_to
+from apir.fsutil import (
+    atomic_path,
+    atomic_write_bytes,
+    check_free_space,
+    check_writable,
+    is_relative_to,
+    os_error_reason,
+    printable,
+    remove_stale_temps,
+)
+from apir.locking import LOCK_NAME, RunLock
+from apir.restore import manifest
 from apir.restore.functions import RestoreFn, check_restored
 
 __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
@@ -59,7 +79,7 @@ __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
 MARKER_FILE = ".apir-restored-dataset.json"
 
 
-def _check_out_root(root: Path, out_root: Path, overwrite: bool) -> None:
+def _check_out_root(root: Path, out_root: Path, overwrite: bool, resume: bool = False) -> None:
     if is_relative_to(out_root, root):
         where = "the dataset folder" if out_root.resolve() == root.resolve() else "inside the dataset folder"
         raise ApirError(f"{out_root}: output folder is {where} {root}; choose a folder outside it")
@@ -68,6 +88,8 @@ def _check_out_root(root: Path, out_root: Path, overwrite: bool) -> None:
     if out_root.exists() and not out_root.is_dir():
         raise ApirError(f"{out_root}: exists and is not a folder; choose another output folder")
     if out_root.is_dir() and any(out_root.iterdir()):
+        if resume and (out_root / MARKER_FILE).is_file():
+            return  # a finished earlier run: resume verifies it
         if not overwrite:
             raise ApirError(f"{out_root}: folder is not empty; choose another folder (or pass --overwrite)")
         if not (out_root / MARKER_FILE).is_file():
@@ -77,13 +99,47 @@ def _check_out_root(root: Path, out_root: Path, overwrite: bool) -> None:
             )
 
 
-def _other_files(src: Path) -> list[Path]:
-    """Every non-hidden file under ``src`` (hidden folders skipped, symlinked folders not followed)."""
+def _other_files(src: Path, top: Path, follow_symlinks: bool) -> list[Path]:
+    """Every non-hidden file under ``src`` (hidden folders skipped, symlinked folders not followed;
+    a file linking out of ``top`` is left out with a warning unless ``follow_symlinks``)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
-    return found
+    return [f for f in found if _inside(f, top, follow_symlinks)]
+
+
+def _preflight_check(cats: Sequence[Category]) -> None:
+    """Refuse a dataset that ``apir data check`` would fault, before any work (one line)."""
+    from apir.data.check import check_category
+
+    problems = [p for c in cats for p in check_category(c).problems]
+    if problems:
+        n = len(problems)
+        raise ApirError(
+            f"{printable(problems[0])} ({n} problem{'s' if n != 1 else ''} in the dataset; run "
+            "`apir data check` on it for the list, or pass check=False from Python)"
+        )
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    """``shutil.copy2`` through a temporary file: an interrupted copy leaves no half file."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+        shutil.copystat(src, tmp)
+
+
+def _estimate_bytes(cats: Sequence[Category], root: Path, single: bool) -> int:
+    """Bytes the output will take: about what the dataset's files take (same formats, same sizes)."""
+    total = 0
+    for folder in [c.root for c in cats] + ([] if single else [root]):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            if not single and Path(dirpath) == root:
+                dirnames[:] = []  # the root's own files only; categories are counted above
+            for name in filenames:
+                with contextlib.suppress(OSError):
+                    total += (Path(dirpath) / name).stat().st_size
+    return total
 
 
 def restore_dataset(
@@ -98,6 +154,10 @@ def restore_dataset(
     overwrite: bool = False,
     label: str | None = None,
     originals: bool = True,
+    resume: bool = False,
+    follow_symlinks: bool = False,
+    model_info: dict[str, Any] | None = None,
+    check: bool = True,
 ) -> Path:
     """Write a degraded-then-restored copy of the MVTec-layout dataset ``root`` to ``out_root``.
 
@@ -107,55 +167,205 @@ def restore_dataset(
     unrestored. ``label`` (e.g. the model's name) is recorded in the marker file. ``originals=False``
     skips the ``<category>/original/`` folders (needed for anomalib's MVTecAD loader). Returns
     ``out_root``.
+
+    ``resume`` continues an interrupted run (its hidden staging folder): outputs its journal records
+    whose checksums still match are kept, the rest redone; the result is byte for byte what an
+    uninterrupted run writes. ``model_info`` (``{"source": checkpoint, "model": {...}}``) goes into
+    ``manifest.json`` with the checkpoint's SHA-256. ``check`` runs the checks of ``apir data check``
+    first and refuses a dataset with problems. ``follow_symlinks``: see :mod:`apir.data.mvtec`.
     See the module docstring for what is copied, how, and which folders are refused.
     """
     root, out_root = Path(root), Path(out_root)
     if restore_fn is not None and not callable(restore_fn):
         raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored, or None")
-    cats = load_dataset(root, categories)  # checks that root exists and is MVTec-shaped
-    _check_out_root(root, out_root, overwrite)
+    cats = load_dataset(root, categories, follow_symlinks)  # checks that root exists and is MVTec-shaped
+    _check_out_root(root, out_root, overwrite, resume)
     pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
     single = is_category_dir(root)
-
+    if check:
+        _preflight_check(cats)
     try:
         out_root.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ApirError(f"{out_root}: cannot create the output folder ({err.strerror or err})") from None
+        raise ApirError(f"{out_root}: cannot create the output folder ({os_error_reason(err)})") from None
+    check_writable(out_root.parent, "folder of the output")
     staging = out_root.parent / f".{out_root.name}.building"
-    if staging.exists():
-        shutil.rmtree(staging)  # a crashed earlier run's leftovers (hidden name of our own making)
-    total = sum(len(c.train) + len(c.test) for c in cats)
-    done = 0
+    run = manifest.RunInfo(
+        generator="apir restore-dataset",
+        apir_version=apir.__version__,
+        model=manifest.model_record(model_info) if model_info else None,
+        label=label,
+        degradation=pipeline.name,
+        degradation_description=pipeline.description,
+        seed=int(seed),
+        settings={
+            "source": str(root.resolve()),
+            "categories": [c.name for c in cats],
+            "restored": restore_fn is not None,
+            "originals": bool(originals),
+            "follow_symlinks": bool(follow_symlinks),
+            **({"keep_input": model_info.get("keep_input")} if model_info else {}),
+        },
+    )
+    with RunLock(out_root.parent / f".{out_root.name}{LOCK_NAME}", f"output folder {out_root}"):
+        _check_out_root(root, out_root, overwrite, resume)  # again, now that no other run can write
+        if resume and not staging.is_dir() and (out_root / MARKER_FILE).is_file():
+            _verify_finished(out_root, manifest.run_id(run))
+            return out_root
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)  # a crashed earlier run's leftovers (hidden name of our own making)
+        check_free_space(out_root.parent, _estimate_bytes(cats, root, single), "the restored dataset")
+        _build(root, out_root, staging, cats, pipeline, run, restore_fn, seed, single, originals,
+               follow_symlinks, label, show_progress)  # fmt: skip
+    return out_root
+
+
+def _verify_finished(out_root: Path, key: str) -> None:
+    """``--resume`` on a finished dataset: nothing to do if it still matches its manifest."""
+    if key not in manifest.load_manifest(out_root).runs:
+        raise ApirError(
+            f"{printable(out_root)}: this dataset was finished with other settings (model, degradation, "
+            "seed, categories or originals); pass --overwrite to build it again with these"
+        )
+    problems = manifest.verify(out_root)
+    if problems:
+        path, what = problems[0]
+        raise ApirError(
+            f"{printable(path)}: {what}; the dataset was finished and has changed since "
+            f"({len(problems)} problem(s), see `apir data check {printable(out_root)}`); "
+            "pass --overwrite to build it again"
+        )
+
+
+def _build(
+    root: Path,
+    out_root: Path,
+    staging: Path,
+    cats: Sequence[Category],
+    pipeline: DegradationPipeline,
+    run: manifest.RunInfo,
+    restore_fn: RestoreFn | None,
+    seed: int,
+    single: bool,
+    originals: bool,
+    follow_symlinks: bool,
+    label: str | None,
+    show_progress: bool,
+) -> None:
+    """Fill ``staging`` (resuming what its journal says is done) and move it to ``out_root``."""
+    key = manifest.run_id(run)
+    journal_path = staging / manifest.JOURNAL_FILE
+    old_runs, done, _ = manifest.read_journal(journal_path)
+    if not done and (staging / manifest.MANIFEST_FILE).is_file():
+        # A finished staging folder that could not be moved into place (a folder appeared there):
+        # its manifest says what is done, so the resume only verifies checksums.
+        with contextlib.suppress(ApirError):
+            finished_copy = manifest.load_manifest(staging)
+            old_runs = dict(finished_copy.runs)
+            done = {e.output: e for e in finished_copy.entries}
+    if old_runs and key not in old_runs:
+        raise ApirError(
+            f"{printable(out_root)}: the interrupted run was started with other settings (model, "
+            "degradation, seed, categories or originals); pass --overwrite to start over with these"
+        )
+    created = not staging.exists()
     try:
-        staging.mkdir()
+        staging.mkdir(exist_ok=True)
+    except OSError as err:
+        raise ApirError(f"{printable(staging)}: cannot create ({os_error_reason(err)})") from None
+    journal = manifest.Journal(journal_path)
+    entries: list[manifest.Entry] = []
+    kept_going = False
+    total = sum(len(c.train) + len(c.test) for c in cats)
+    try:
+        journal.start({key: run}, fresh=not done)
+
+        def finished(dst: Path, src: Path) -> bool:
+            entry = done.get(dst.relative_to(staging).as_posix())
+            if entry is None or entry.run != key or entry.source != str(src.absolute()):
+                return False
+            try:
+                src_sha = manifest.sha256_file(src)
+            except OSError:
+                return False
+            if manifest.is_complete(dst, entry, src_sha):
+                entries.append(entry)
+                return True
+            return False
+
+        def record(dst: Path, src: Path, kind: str, src_sha: str | None) -> None:
+            entry = manifest.entry_for(dst, staging, src, kind, key, source_sha256=src_sha)
+            journal.done(entry)
+            entries.append(entry)
+
+        def copy(src: Path, dst: Path) -> None:
+            if finished(dst, src):
+                return
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                src_sha = manifest.sha256_file(src)
+                _atomic_copy(src, dst)
+            except OSError as err:
+                raise ApirError(
+                    f"{printable(dst)}: cannot copy {printable(src)} ({os_error_reason(err)})"
+                ) from None
+            record(dst, src, "copied", src_sha)
+
+        plan: list[tuple[Path, Path]] = []  # every (source, output) to remove stale temp files up front
         if not single:
             for f in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-                shutil.copy2(f, staging / f.name)
+                if f.name == manifest.MANIFEST_FILE:
+                    _not_copied(f)  # the copy's own manifest takes its place
+                    continue
+                if not _inside(f, root, follow_symlinks):
+                    continue
+                plan.append((f, staging / f.name))
+        remove_stale_temps(
+            [dst for _, dst in plan] + [staging / MARKER_FILE, staging / manifest.MANIFEST_FILE]
+        )  # left by a kill -9 of an earlier run (we hold the lock)
+        for src, dst in plan:
+            copy(src, dst)
         with tqdm(total=total, desc="restore-dataset", unit="img", disable=not show_progress) as bar:
             for cat in cats:
                 dst_root = staging if single else staging / cat.name
                 samples = [*cat.train, *cat.test]
                 dataset = EvalImageDataset(samples, pipeline, seed=seed)
                 images = {s.image.resolve() for s in samples}
+                skip = None if originals else cat.root / "original"
+                others = [
+                    f
+                    for f in _other_files(cat.root, root, follow_symlinks)
+                    if f.resolve() not in images and not (skip is not None and is_relative_to(f, skip))
+                ]
+                if single:
+                    top = [f for f in others if f.name == manifest.MANIFEST_FILE and f.parent == cat.root]
+                    for f in top:
+                        _not_copied(f)
+                    others = [f for f in others if f not in top]
+                remove_stale_temps(
+                    [dst_root / s.image.relative_to(cat.root) for s in samples]
+                    + [dst_root / f.relative_to(cat.root) for f in others]
+                )
                 for index, sample in enumerate(samples):
                     bar.set_postfix_str(cat.name, refresh=False)
+                    dst = dst_root / sample.image.relative_to(cat.root)
+                    if finished(dst, sample.image):
+                        bar.update(1)
+                        continue
+                    src_sha = manifest.sha256_file(sample.image)
                     loaded = read_image(sample.image)
                     item = dataset[index]
                     result = np.ascontiguousarray(item["degraded"].numpy().transpose(1, 2, 0))
                     if restore_fn is not None:
                         sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
                         result = check_restored(restore_fn(result.copy(), sigma), result.shape, sample.key)
-                    dst = dst_root / sample.image.relative_to(cat.root)
+                    journal.begin(dst.relative_to(staging).as_posix())
                     write_image(dst, result, loaded.info, loaded.alpha)
-                    done += 1
+                    record(dst, sample.image, "restored" if restore_fn is not None else "degraded", src_sha)
+                    kept_going = True
                     bar.update(1)
-                skip = None if originals else cat.root / "original"
-                for f in _other_files(cat.root):
-                    if f.resolve() in images or (skip is not None and is_relative_to(f, skip)):
-                        continue
-                    dst = dst_root / f.relative_to(cat.root)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(f, dst)
+                for f in others:
+                    copy(f, dst_root / f.relative_to(cat.root))
         marker = {
             "generator": "apir restore-dataset",
             "source": str(root.resolve()),
@@ -166,23 +376,67 @@ def restore_dataset(
             "degradation": pipeline.name,
             "degradation_description": pipeline.description,
             "seed": int(seed),
-            "images": done,
+            "images": total,
             "apir_version": apir.__version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (staging / MARKER_FILE).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        atomic_write_bytes(staging / MARKER_FILE, json.dumps(marker, indent=1).encode("utf-8"))
+        manifest.write_manifest(staging, manifest.Manifest(runs={key: run}, entries=entries))
+        journal.close(remove=True)
         _replace(out_root, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except _Appeared:
         raise
-    return out_root
+    except (ApirError, OSError) as err:
+        journal.close()
+        message = (
+            err.message
+            if isinstance(err, ApirError)
+            else f"{err.filename or staging}: {os_error_reason(err)}"
+        )
+        if entries and (kept_going or not created):
+            raise ApirError(
+                f"{printable(message)}; the finished part is kept, rerun with --resume to continue"
+            ) from None
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, ApirError):
+            raise
+        raise ApirError(printable(message)) from None
+    except BaseException:
+        journal.close()  # Ctrl-C: keep the staging folder, --resume continues from it
+        raise
+
+
+def _not_copied(path: Path) -> None:
+    """A source's ``manifest.json``: an apir one describes the source, not the copy (left out
+    silently); anything else is named, since the copy's own manifest takes its place."""
+    try:
+        manifest.load_manifest(path)
+    except ApirError:
+        print(
+            f"warning: not copied {printable(path)}: the copy's own {manifest.MANIFEST_FILE} takes its place",
+            file=sys.stderr,
+        )
+
+
+class _Appeared(ApirError):
+    """A folder appeared at the output path during the run (it is left alone, and so is ours)."""
 
 
 def _replace(out_root: Path, staging: Path) -> None:
-    """Move ``staging`` to ``out_root``; an earlier output (checked before) is removed only now."""
+    """Move ``staging`` to ``out_root``; an earlier output (checked before) is removed only now.
+
+    Checked again here: a folder someone created at ``out_root`` while the run worked is never
+    renamed or deleted, and the finished dataset stays in ``staging`` for ``--resume``.
+    """
     old = None
     if out_root.exists():
         if any(out_root.iterdir()):
+            if not (out_root / MARKER_FILE).is_file():
+                raise _Appeared(
+                    f"{printable(out_root)}: a folder appeared there while restore-dataset ran; it is "
+                    f"left untouched, and the finished dataset is kept in {printable(staging)}: move "
+                    "that folder away and rerun with --resume to put it in place"
+                )
             old = out_root.parent / f".{out_root.name}.old"
             if old.exists():
                 shutil.rmtree(old)

@@ -89,7 +89,8 @@ def _model_device(model: nn.Module) -> torch.device:
 def with_engine(model: nn.Module, engine: str = "auto") -> nn.Module:
     """``model`` itself (torch), or an :class:`OnnxModule` running its exported graph (onnx / auto).
 
-    "auto" picks ONNX Runtime only for a CPU model when onnxruntime is installed; a model that cannot
+    "auto" picks ONNX Runtime only for a CPU model when onnxruntime is installed (callers apply it to
+    models apir loaded itself, not to a module passed in by the user); a model that cannot
     be exported (not a registry model) falls back to PyTorch under "auto" and is an error under "onnx".
     """
     check_engine(engine)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from apir.errors import ApirError
-from apir.fsutil import atomic_path
+from apir.fsutil import atomic_path, os_error_reason, printable
 
 __all__ = ["DEFAULT_PARITY_SIZES", "check_onnx_parity", "export_onnx"]
 
@@ -81,7 +82,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, example_
     was_training = model.training
     model.eval()
     try:
-        with atomic_path(path) as tmp, warnings.catch_warnings():
+        with _writing(path), atomic_path(path) as tmp, warnings.catch_warnings():
             # TracerWarnings about shape arithmetic are expected: the parity check is the real test.
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -102,6 +103,15 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, example_
     finally:
         model.train(was_training)
     return path
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Disk errors (read-only folder, disk full) while writing ``path`` as one-line ApirErrors."""
+    try:
+        yield
+    except OSError as err:
+        raise ApirError(f"{printable(path)}: cannot write the ONNX file ({os_error_reason(err)})") from None
 
 
 def _add_metadata(graph: Any, model: nn.Module) -> None:
@@ -157,6 +167,13 @@ def check_onnx_parity(
                 raise ApirError(
                     f"{path}: ONNX output shape {got.shape} differs from PyTorch's {expected.shape}"
                 )
+            # max(worst, nan) keeps worst, so NaN/inf must be caught explicitly, on both sides.
+            for what, arr in (("PyTorch model", expected), ("ONNX graph", got)):
+                if not np.isfinite(arr).all():
+                    raise ApirError(
+                        f"{path}: the {what}'s output holds NaN or infinite values at size "
+                        f"{tuple(size)}; do not use this export"
+                    )
             worst = max(worst, float(np.abs(got - expected).max()))
     finally:
         model.train(was_training)

@@ -34,12 +34,20 @@ ApirError):
   forward pass, ``--device auto|cpu|cuda``: see :func:`apir.restore.tiling.restore_tensor`. On CUDA,
   8-bit images run under bf16 autocast; 16-bit and float images always run in float32, whose
   precision they need.
+* **Faults** (``docs/restore.md``, "Failures and recovery"): OUT_DIR is locked for the run
+  (:mod:`apir.locking`), checked for writability and free space before the first image, outputs are
+  published without ever replacing a file that appeared meanwhile, a model returning NaN stops the
+  run, a full disk stops it, and ``manifest.json`` records every output
+  (:mod:`apir.restore.manifest`). ``--resume`` keeps verified outputs and redoes the rest. Links out
+  of an input folder are skipped with a warning unless ``--follow-symlinks``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,12 +55,24 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from apir import __version__
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
-from apir.errors import ApirError
-from apir.fsutil import is_relative_to
+from apir.errors import ApirError, NonFiniteOutput
+from apir.fsutil import (
+    atomic_path,
+    check_free_space,
+    check_writable,
+    is_relative_to,
+    link_escapes,
+    os_error_reason,
+    printable,
+    remove_stale_temps,
+)
+from apir.locking import LOCK_NAME, RunLock
+from apir.restore import manifest
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
-from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb, select_device
+from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, restore_rgb, select_device
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
 
@@ -64,6 +84,10 @@ class RestoreSummary:
     out_dir: Path
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: Outputs a ``resume`` run found complete and verified, so did not redo.
+    verified: list[Path] = field(default_factory=list)
+    #: Symbolic links left out because they lead out of their input folder.
+    links_skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -73,7 +97,11 @@ class RestoreSummary:
     def describe(self) -> str:
         """One line for the end of a run, e.g. ``restored 12 images to out (2 skipped, see above)``."""
         noun = "image" if len(self.written) == 1 else "images"
-        line = f"restored {len(self.written)} {noun} to {self.out_dir}"
+        line = f"restored {len(self.written)} {noun} to {printable(self.out_dir)}"
+        if self.verified:
+            line += f" ({len(self.verified)} already complete, verified)"
+        if self.links_skipped:
+            line += f" ({self.links_skipped} symbolic links not followed)"
         if self.skipped:
             line += f" ({len(self.skipped)} skipped, see the warnings above)"
         return line
@@ -87,11 +115,21 @@ def _file_key(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def plan_outputs(inputs: list[Path], out_dir: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
+def plan_outputs(
+    inputs: list[Path],
+    out_dir: Path,
+    overwrite: bool = False,
+    *,
+    resume: bool = False,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> list[tuple[Path, Path]]:
     """(input image, output path) pairs for a run, after every check that needs no decoding.
 
     Raises ApirError for the "errors before any work" of the module docstring; returns the pairs in
-    input order (folders sorted).
+    input order (folders sorted). Inside a folder input, a symbolic link leading out of that folder
+    is left out (``warn`` gets one line for it) unless ``follow_symlinks``. With ``resume``, existing
+    outputs are left for :func:`restore_paths` to verify against the run's journal and manifest.
     """
     if not inputs:
         raise ApirError("no inputs given; pass image files or folders to restore")
@@ -111,6 +149,12 @@ def plan_outputs(inputs: list[Path], out_dir: Path, overwrite: bool = False) -> 
                     "choose another output folder (or pass --overwrite)"
                 )
             images = [p for p in list_images(src) if not is_relative_to(p, out_dir)]
+            if not follow_symlinks:
+                escaping = [p for p in images if link_escapes(p, src)]
+                for p in escaping:
+                    if warn is not None:
+                        warn(_link_warning(p, src))
+                images = [p for p in images if p not in escaping]
             if not images:
                 raise ApirError(f"no images found in {src} (looked for {', '.join(IMAGE_EXTENSIONS)})")
             plan += [(p, out_dir / p.relative_to(src)) for p in images]
@@ -128,14 +172,28 @@ def plan_outputs(inputs: list[Path], out_dir: Path, overwrite: bool = False) -> 
             )
         unique[key] = src
         pairs.append((src, dst))
-    if not overwrite:
+    if not overwrite and not resume:
         existing = [dst for _, dst in pairs if dst.exists()]
         if existing:
             what = f"{existing[0]} already exists"
             if len(existing) > 1:
                 what = f"{existing[0]} and {len(existing) - 1} more outputs already exist"
-            raise ApirError(f"{what}; pass --overwrite to replace them")
+            raise ApirError(
+                f"{printable(what)}; pass --overwrite to replace them (or --resume to finish an "
+                "interrupted run into this folder)"
+            )
     return pairs
+
+
+def _link_warning(path: Path, root: Path) -> str:
+    try:
+        target = os.path.realpath(path)
+    except OSError:  # pragma: no cover
+        target = "?"
+    return (
+        f"warning: skipped {printable(path)}: symbolic link to {printable(target)}, outside "
+        f"{printable(root)} (pass --follow-symlinks to follow links out of it)"
+    )
 
 
 class _Protected:
@@ -169,6 +227,8 @@ def restore_paths(
     overwrite: bool = False,
     show_progress: bool = True,
     keep_input: float = 0.0,
+    resume: bool = False,
+    follow_symlinks: bool = False,
     noise_level: float | None = None,
     strength: float = 1.0,
     engine: str = "auto",
@@ -180,7 +240,12 @@ def restore_paths(
     ``model`` is an ``nn.Module`` (moved to ``device`` unless that is "auto") or anything
     :func:`~apir.restore.loading.resolve_model` accepts. Paths are checked before the model is
     loaded, so a typo fails fast. Skipped files are reported on stderr as they happen and listed in
-    the returned summary.
+    the returned summary. ``resume`` finishes an interrupted run into ``out_dir``: outputs recorded
+    as complete whose checksums still match are kept, the rest are redone (see "Failures and
+    recovery" in ``docs/restore.md``). ``follow_symlinks`` follows links out of input folders.
+    ``noise_level``/``strength`` set a noise-level-aware model's σ map (None = estimated per image),
+    ``engine`` picks PyTorch or ONNX Runtime (:mod:`apir.restore.engine`), and ``guard_dir`` (good
+    images of the same part) turns on detector-guided restoration (:mod:`apir.restore.guard`).
     """
     out_dir = Path(out_dir)
     check_tiling(tile, overlap, batch)
@@ -188,62 +253,268 @@ def restore_paths(
     check_strength(strength)
     check_noise_level(noise_level)
     check_engine(engine)
-    pairs = plan_outputs([Path(p) for p in inputs], out_dir, overwrite=overwrite)
+    summary = RestoreSummary(out_dir=out_dir)
+
+    def warn_link(line: str) -> None:
+        summary.links_skipped += 1
+        tqdm.write(line, file=sys.stderr)
+
+    pairs = plan_outputs(
+        [Path(p) for p in inputs],
+        out_dir,
+        overwrite=overwrite,
+        resume=resume,
+        follow_symlinks=follow_symlinks,
+        warn=warn_link,
+    )
+    header: dict = {}
+    # "auto" switches engines only for models apir loads itself; a module the caller passes in is
+    # run as it is (its forward may be customised) unless "onnx" is asked for explicitly.
+    given_module = isinstance(model, nn.Module)
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
             model = model.to(select_device(device))
     else:
         from apir.restore.loading import resolve_model
 
-        model, _ = resolve_model(model, device)
-    model = with_engine(model, engine)
+        model, header = resolve_model(model, device)
+    device_type = str(_model_device(model).type)
+    record = manifest.model_record(header, model)
+    if engine == "onnx" or not given_module:
+        model = with_engine(model, engine)
     guard = None
     if guard_dir is not None:
         from apir.restore.guard import guard_from_folder
 
         guard = guard_from_folder(
-            guard_dir,
-            model,
-            floor=guard_floor,
-            tile=tile,
-            overlap=overlap,
-            noise_level=noise_level,
+            guard_dir, model, floor=guard_floor, tile=tile, overlap=overlap, noise_level=noise_level,
             strength=strength,
-        )
+        )  # fmt: skip
+    # Pre-flight, before the first image: a read-only or full target fails now, not after hours.
+    check_writable(out_dir, "output folder")
+    check_free_space(out_dir, sum(_size(src) for src, _ in pairs), "the restored images")
     protected = _Protected([Path(p) for p in inputs], pairs)
-    summary = RestoreSummary(out_dir=out_dir)
+    run = manifest.RunInfo(
+        generator="apir restore",
+        apir_version=__version__,
+        model=record,
+        settings={
+            "tile": int(tile),
+            "overlap": int(overlap),
+            "batch": int(batch),
+            "keep_input": float(keep_input),
+            "device": device_type,
+            "noise_level": noise_level,
+            "strength": float(strength),
+            "engine": "onnx" if type(model).__name__ == "OnnxModule" else "torch",
+            "guard": None
+            if guard_dir is None
+            else {"dir": str(Path(guard_dir).absolute()), "floor": guard_floor},
+        },
+    )
+    key = manifest.run_id(run)
+    with RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}"):
+        _restore_locked(
+            pairs, out_dir, model, run, key, protected, summary,
+            tile=tile, overlap=overlap, batch=batch, keep_input=keep_input,
+            overwrite=overwrite, resume=resume, show_progress=show_progress,
+            level={"noise_level": noise_level, "strength": strength, "guard": guard},
+        )  # fmt: skip
+    return summary
+
+
+def _sha_or_none(path: Path) -> str | None:
+    try:
+        return manifest.sha256_file(path)
+    except OSError:
+        return "unreadable"  # never matches: the output is redone (and the read error reported then)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _previous(out_dir: Path) -> tuple[manifest.Manifest | None, dict[str, manifest.RunInfo], dict, set[str]]:
+    """An earlier run's manifest (None if absent or unreadable) and the journal of an interrupted one."""
+    old = None
+    if (out_dir / manifest.MANIFEST_FILE).is_file():
+        try:
+            old = manifest.load_manifest(out_dir)
+        except ApirError as err:  # someone else's manifest.json: never replaced
+            raise ApirError(
+                f"{err}; apir writes its manifest.json there and never replaces a file it did not "
+                "write, so choose another output folder"
+            ) from None
+    runs, done, begun = manifest.read_journal(out_dir / manifest.JOURNAL_FILE)
+    return old, runs, done, begun
+
+
+def _restore_locked(
+    pairs: list[tuple[Path, Path]],
+    out_dir: Path,
+    model: nn.Module,
+    run: manifest.RunInfo,
+    key: str,
+    protected: _Protected,
+    summary: RestoreSummary,
+    *,
+    tile: int,
+    overlap: int,
+    batch: int,
+    keep_input: float,
+    overwrite: bool,
+    resume: bool,
+    show_progress: bool,
+    level: dict | None = None,
+) -> None:
+    """The run itself, holding the lock on ``out_dir``: resume decisions, journal, images, manifest."""
+    old, old_runs, journal_done, begun = _previous(out_dir)
+    known: dict[str, manifest.Entry] = {e.output: e for e in old.entries} if old else {}
+    known.update(journal_done)  # the interrupted run is newer than the manifest
+    ours = set(known) | begun  # outputs an earlier apir run into out_dir wrote or started
+    # An interrupted run's journal is folded into the manifest at the end, even when this run is
+    # not a resume: what it finished stays on record.
+    carried = [e for e in journal_done.values() if e.run in old_runs]
+    todo: list[tuple[Path, Path, bool]] = []  # (source, output, may replace an existing file)
+    for src, dst in pairs:
+        rel = dst.relative_to(out_dir).as_posix()
+        if resume and rel in known and known[rel].run == key:
+            entry = known[rel]
+            if entry.source == str(src.absolute()) and manifest.is_complete(dst, entry, _sha_or_none(src)):
+                summary.verified.append(dst)
+                continue
+        exists = os.path.lexists(dst)
+        if exists and not overwrite and not (resume and rel in ours):
+            raise ApirError(
+                f"{printable(dst)} already exists and is not an output of an earlier apir run into "
+                f"{printable(out_dir)}; pass --overwrite to replace it"
+            )
+        todo.append((src, dst, exists and (overwrite or resume)))
+    redone = [d for _, d, _ in todo if (e := known.get(d.relative_to(out_dir).as_posix())) and e.run != key]
+    if resume and redone:
+        tqdm.write(
+            f"warning: {len(redone)} earlier output(s) were made with other settings (model, tile, "
+            "overlap, keep-input, noise level, strength, engine, guard or device); they are redone "
+            "with these",
+            file=sys.stderr,
+        )
+    # kill -9 leftovers (we hold the lock, so no other run is writing them)
+    remove_stale_temps([dst for _, dst in pairs] + [out_dir / manifest.MANIFEST_FILE])
+
+    journal = manifest.Journal(out_dir / manifest.JOURNAL_FILE)
+    journal.start(
+        {**{k: v for k, v in old_runs.items() if any(e.run == k for e in carried)}, key: run}, fresh=True
+    )
+    for e in carried:
+        journal.done(e)
+    for dst in summary.verified:
+        journal.done(known[dst.relative_to(out_dir).as_posix()])
+    new_entries: list[manifest.Entry] = [
+        *carried,
+        *(known[d.relative_to(out_dir).as_posix()] for d in summary.verified),
+    ]
 
     def skip(src: Path, reason: str) -> None:
         summary.skipped.append((src, reason))
-        tqdm.write(f"warning: skipped {reason}", file=sys.stderr)
+        tqdm.write(f"warning: skipped {printable(reason)}", file=sys.stderr)
 
-    bar = tqdm(pairs, desc="restoring", unit="img", disable=not show_progress, file=sys.stderr)
-    for src, dst in bar:
+    bar = tqdm(todo, desc="restoring", unit="img", disable=not show_progress, file=sys.stderr)
+    for src, dst, replace in bar:
         if src.suffix.lower() not in IMAGE_EXTENSIONS:
             skip(src, f"{src}: not an image file name (extensions: {', '.join(IMAGE_EXTENSIONS)})")
             continue
         if (reason := protected.reason(dst)) is not None:
             skip(src, f"{src}: {reason}")
             continue
+        rel = dst.relative_to(out_dir).as_posix()
         try:
+            source_sha = manifest.sha256_file(src)
             image = read_image(src)
             amp = None if image.info.dtype == "uint8" else False
-            restored = restore_rgb(
-                model,
-                image.rgb,
-                tile=tile,
-                overlap=overlap,
-                batch=batch,
-                amp=amp,
-                keep_input=keep_input,
-                noise_level=noise_level,
-                strength=strength,
-                guard=guard,
-            )
-            write_image(dst, restored, image.info, image.alpha)
+            with _tile_progress(model, image.rgb.shape, tile, overlap, show_progress) as progress:
+                restored = restore_rgb(
+                    model, image.rgb, tile=tile, overlap=overlap, batch=batch, amp=amp,
+                    keep_input=keep_input, progress=progress, **(level or {}),
+                )  # fmt: skip
+            journal.begin(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst, overwrite=replace) as tmp:
+                write_image(tmp, restored, image.info, image.alpha)
+        except NonFiniteOutput as err:
+            raise NonFiniteOutput(f"{printable(src)}: {err}; stopped (nothing written for it)") from None
+        except FileExistsError:
+            skip(src, f"{dst}: appeared while apir was running (written by another program); left untouched")
+            continue
         except ApirError as err:
             skip(src, err.message)
+            if any(reason in err.message for reason in _DISK_FULL):
+                raise ApirError(
+                    f"{printable(err.message)}; stopped (rerun with --resume when fixed)"
+                ) from None
             continue
+        except OSError as err:
+            reason = os_error_reason(err)
+            skip(src, f"{dst}: cannot write image ({reason})")
+            if err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+                raise ApirError(
+                    f"{printable(dst)}: {reason}; stopped (rerun with --resume when fixed)"
+                ) from None
+            continue
+        entry = manifest.entry_for(dst, out_dir, src, "restored", key, source_sha256=source_sha)
+        journal.done(entry)
+        new_entries.append(entry)
         summary.written.append(dst)
     bar.close()
-    return summary
+    journal.close()
+    runs = {key: run, **old_runs}
+    merged = manifest.merge(old, runs, new_entries)
+    manifest.write_manifest(out_dir, merged)
+    journal.close(remove=True)
+
+
+#: Write errors after which every further image would fail the same way: stop rather than warn per file.
+_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT))
+
+
+class _TileBar:
+    """A second progress bar counting tiles, for images with many of them (a 8192² image is 400+)."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = tqdm(total=total, desc="  tiles", unit="tile", leave=False, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], object]:
+        return self.bar.update
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+#: Images with at least this many tiles get a tile progress bar (a 2048² image at the default tile).
+TILE_BAR_MIN = 16
+
+
+def _tile_progress(
+    model: nn.Module, shape: tuple[int, ...], tile: int, overlap: int, show: bool
+) -> _TileBar | _NoBar:
+    if not show or tile == 0:
+        return _NoBar()
+    m = int(getattr(model, "size_multiple", 1) or 1)
+    h, w = -(-shape[0] // m) * m, -(-shape[1] // m) * m
+    n = len(plan_tiles(h, w, tile, overlap, m)[2])
+    return _TileBar(n) if n >= TILE_BAR_MIN else _NoBar()

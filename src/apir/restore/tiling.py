@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from apir.device import select_device
-from apir.errors import ApirError
+from apir.errors import ApirError, NonFiniteOutput
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength, estimate_noise_sigma, level_map
 
@@ -425,6 +425,8 @@ def restore_rgb(
     elif y.shape[1] != 3:
         raise ApirError(f"the model returned {y.shape[1]} channels; expected 3 (RGB) or 1 (gray)")
     out = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise NonFiniteOutput("the model returned NaN or infinite values; its weights are broken")
     if k:
         out += np.float32(k) * (np.asarray(rgb, dtype=np.float32) - out)
     return out
@@ -471,11 +473,13 @@ def restore_array(
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
             model = model.to(select_device(device))
+        if engine == "onnx":  # "auto" leaves a module the caller built as it is
+            model = with_engine(model, engine)
     else:
         from apir.restore.loading import resolve_model
 
         model, _ = resolve_model(model, select_device(device))
-    model = with_engine(model, engine)
+        model = with_engine(model, engine)
     # bf16 autocast (CUDA only) is accurate to about 1/256 of the correction: enough for 8-bit samples,
     # not for 16-bit or float ones, which run in float32.
     amp = None if image.dtype == np.uint8 else False

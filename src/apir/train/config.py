@@ -48,6 +48,9 @@ class DataConfig(_Strict):
     val_crop: int | None = Field(256, ge=16)
     val_max_images: int | None = Field(None, ge=1)
     num_workers: int = Field(1, ge=0)
+    follow_symlinks: bool = Field(
+        False, description="follow symbolic links out of data.root (default: skip them, with a warning)"
+    )
 
 
 class LossConfig(_Strict):

@@ -7,6 +7,7 @@ A run directory holds everything about a run: ``config.yaml`` (resolved), ``trai
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -27,7 +28,8 @@ from apir.data.mvtec import Sample, load_dataset, split_train_val
 from apir.device import select_device
 from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
-from apir.fsutil import atomic_write_bytes
+from apir.fsutil import atomic_write_bytes, check_free_space, os_error_reason
+from apir.locking import LOCK_NAME, RunLock
 from apir.losses import AnomalyWeightedLoss
 from apir.models import create_model
 from apir.models.checkpoint import (
@@ -85,13 +87,30 @@ def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def _never_started(run_dir: Path) -> bool:
+    """True if ``run_dir`` holds no finished epoch: a run that failed at its start (bad data path,
+    unknown degradation, ...) leaves only ``train.log``/``config.yaml``, which must not block a rerun."""
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+    return names <= {"train.log", "config.yaml"}
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Create the run directory; refuse to clobber an existing run unless ``force``."""
+    """Create the run directory; refuse to clobber an existing run unless ``force``.
+
+    A run directory whose run never finished an epoch is reused without ``force`` (its
+    ``train.log`` is appended to); apir's own hidden files (the lock) do not count.
+    """
     if resume:
         if not (run_dir / LAST).is_file():
-            raise ApirError(f"{run_dir}: nothing to resume (no {LAST} here)")
+            hint = (
+                " (the run never finished an epoch: run it again without --resume)"
+                if run_dir.is_dir()
+                else ""
+            )
+            raise ApirError(f"{run_dir}: nothing to resume (no {LAST} here){hint}")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    contents = [p for p in run_dir.iterdir() if not p.name.startswith(".")] if run_dir.is_dir() else []
+    if contents and not _never_started(run_dir):
         if not force:
             raise ApirError(
                 f"{run_dir}: run directory exists and is not empty (use --resume to continue it, "
@@ -114,7 +133,7 @@ def build_splits(config: RunConfig) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples, following ``data.train_on`` (see the config docs)."""
     if not config.data.root:
         raise ApirError("no dataset given (pass --data ROOT or set data.root in the config)")
-    cats = load_dataset(config.data.root, config.data.categories)
+    cats = load_dataset(config.data.root, config.data.categories, config.data.follow_symlinks)
     seed = config.train.seed
     if config.data.train_on == "good":
         pool = [s for c in cats for s in c.train]
@@ -202,13 +221,20 @@ def _make_scheduler(optimizer, config: RunConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that never prints a traceback: a full disk is reported by the checkpoint save."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
 def _setup_logging(run_dir: Path, is_main: bool) -> None:
     log.setLevel(logging.INFO)
     for h in list(log.handlers):
         log.removeHandler(h)
         h.close()
     if is_main:
-        handler = logging.FileHandler(run_dir / "train.log")
+        handler = _LogFile(run_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
     log.propagate = False
@@ -242,15 +268,62 @@ def _train(
     device: torch.device,
     ctx: DistContext,
 ) -> TrainResult:
-    if ctx.is_main:
-        prepare_run_dir(run_dir, resume, force)
-    barrier(ctx)
-    _setup_logging(run_dir, ctx.is_main)
-    seed = config.train.seed
+    # Everything that can be checked without writing comes first, so a bad data path, degradation
+    # or model config fails before the run directory is touched.
     degradation = get_degradation(config.data.degradation)
     train_samples, val_samples = build_splits(config)
     if not val_samples:
         raise ApirError("no validation images (set data.val_fraction > 0 or add images)")
+    n_params = check_model_config(config)
+    with contextlib.ExitStack() as stack:
+        if ctx.is_main:
+            stack.enter_context(RunLock(run_dir / LOCK_NAME, f"run directory {run_dir}"))
+            prepare_run_dir(run_dir, resume, force)
+            # best (weights) + last (weights and two Adam moments), float32, plus one being replaced.
+            check_free_space(run_dir, 4 * n_params * 6, "the checkpoints")
+        barrier(ctx)
+        _setup_logging(run_dir, ctx.is_main)
+        return _train_locked(
+            config, run_dir, resume, show_progress, device, ctx, degradation, train_samples, val_samples
+        )
+
+
+def check_model_config(config: RunConfig) -> int:
+    """Build the configured model on the meta device (no memory), check it takes RGB; return its
+    parameter count.
+
+    Training data is RGB, so ``model.kwargs.in_channels: 1`` would die at the first step with a
+    RuntimeError about channels; this says so in one line instead, before anything is written.
+    """
+    with torch.device("meta"):
+        try:
+            probe = create_model(config.model.name, **config.model.kwargs)
+        except ApirError:
+            raise
+        except Exception as err:  # a constructor given a wrong type or value
+            raise ApirError(f"model.kwargs: invalid arguments for {config.model.name} ({err})") from None
+    for attr in ("in_channels", "out_channels"):
+        value = getattr(probe, attr, 3)
+        if value != 3:
+            raise ApirError(
+                f"model.kwargs.{attr}: {value} is not supported for training: apir trains on RGB images "
+                f"(3 channels); remove {attr} from the config"
+            )
+    return sum(p.numel() for p in probe.parameters())
+
+
+def _train_locked(
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    show_progress: bool,
+    device: torch.device,
+    ctx: DistContext,
+    degradation,
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+) -> TrainResult:
+    seed = config.train.seed
     train_ds = TrainPatchDataset(
         train_samples,
         degradation,
@@ -424,8 +497,14 @@ def _train(
                 **{f"val_{k}": f"{v:.4f}" for k, v in last_metrics.items() if k != "input_psnr"},
                 "input_psnr": f"{input_psnr:.4f}",
             }
-            _write_csv_row(run_dir / "log.csv", row)
-            _plot_curves(run_dir)
+            try:
+                _write_csv_row(run_dir / "log.csv", row)
+                _plot_curves(run_dir)
+            except OSError as err:
+                raise ApirError(
+                    f"{run_dir}: cannot write the epoch log ({os_error_reason(err)}); "
+                    f"{LAST} holds epoch {done}, continue with --resume once there is space"
+                ) from None
             message = (
                 f"epoch {done}/{config.train.epochs}  loss {train_loss:.4g}  val PSNR "
                 f"{last_metrics['psnr']:.2f} dB (input {input_psnr:.2f}, defect "
