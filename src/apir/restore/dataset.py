@@ -43,18 +43,16 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 import apir
-from apir.data.datasets import EvalImageDataset
-from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
-from apir.data.imageio import read_image, write_image
+from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.mvtec import Category, _inside, is_category_dir, load_dataset
 from apir.errors import ApirError
 from apir.fsutil import (
@@ -69,7 +67,9 @@ from apir.fsutil import (
 )
 from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
-from apir.restore.functions import RestoreFn, check_restored
+from apir.restore.functions import RestoreFn
+from apir.restore.ray_executor import RayOptions, check_executor, run_on_ray
+from apir.restore.work import DatasetTask, Outcome, degrade_image
 
 __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
 
@@ -158,6 +158,9 @@ def restore_dataset(
     follow_symlinks: bool = False,
     model_info: dict[str, Any] | None = None,
     check: bool = True,
+    executor: str = "local",
+    ray: RayOptions | None = None,
+    restore_factory: Callable[[], RestoreFn] | None = None,
 ) -> Path:
     """Write a degraded-then-restored copy of the MVTec-layout dataset ``root`` to ``out_root``.
 
@@ -173,11 +176,18 @@ def restore_dataset(
     uninterrupted run writes. ``model_info`` (``{"source": checkpoint, "model": {...}}``) goes into
     ``manifest.json`` with the checkpoint's SHA-256. ``check`` runs the checks of ``apir data check``
     first and refuses a dataset with problems. ``follow_symlinks``: see :mod:`apir.data.mvtec`.
+
+    ``executor="ray"`` degrades and restores the images on a Ray actor pool (``ray``:
+    :class:`~apir.restore.ray_executor.RayOptions`); the bytes and the manifest are the same as a
+    local run's. Each actor calls ``restore_factory()`` once (e.g. to load the model) when given,
+    else ``restore_fn`` is pickled to it; ``restore_fn`` still says whether to restore (None: degrade
+    only) and is what a local run calls. Masks, originals and other files are copied by this process.
     See the module docstring for what is copied, how, and which folders are refused.
     """
     root, out_root = Path(root), Path(out_root)
     if restore_fn is not None and not callable(restore_fn):
         raise ApirError("restore_fn must be a callable (degraded, sigma) -> restored, or None")
+    ray = check_executor(executor, ray)  # before any work: a missing extra is one line here
     cats = load_dataset(root, categories, follow_symlinks)  # checks that root exists and is MVTec-shaped
     _check_out_root(root, out_root, overwrite, resume)
     pipeline = degradation if isinstance(degradation, DegradationPipeline) else get_degradation(degradation)
@@ -216,7 +226,7 @@ def restore_dataset(
             shutil.rmtree(staging)  # a crashed earlier run's leftovers (hidden name of our own making)
         check_free_space(out_root.parent, _estimate_bytes(cats, root, single), "the restored dataset")
         _build(root, out_root, staging, cats, pipeline, run, restore_fn, seed, single, originals,
-               follow_symlinks, label, show_progress)  # fmt: skip
+               follow_symlinks, label, show_progress, ray, restore_factory)  # fmt: skip
     return out_root
 
 
@@ -251,6 +261,8 @@ def _build(
     follow_symlinks: bool,
     label: str | None,
     show_progress: bool,
+    ray: RayOptions | None = None,
+    restore_factory: Callable[[], RestoreFn] | None = None,
 ) -> None:
     """Fill ``staging`` (resuming what its journal says is done) and move it to ``out_root``."""
     key = manifest.run_id(run)
@@ -325,11 +337,12 @@ def _build(
         )  # left by a kill -9 of an earlier run (we hold the lock)
         for src, dst in plan:
             copy(src, dst)
+        tasks: list[DatasetTask] = []
+        copies: list[tuple[Path, Path]] = []
         with tqdm(total=total, desc="restore-dataset", unit="img", disable=not show_progress) as bar:
             for cat in cats:
                 dst_root = staging if single else staging / cat.name
                 samples = [*cat.train, *cat.test]
-                dataset = EvalImageDataset(samples, pipeline, seed=seed)
                 images = {s.image.resolve() for s in samples}
                 skip = None if originals else cat.root / "original"
                 others = [
@@ -346,26 +359,38 @@ def _build(
                     [dst_root / s.image.relative_to(cat.root) for s in samples]
                     + [dst_root / f.relative_to(cat.root) for f in others]
                 )
-                for index, sample in enumerate(samples):
-                    bar.set_postfix_str(cat.name, refresh=False)
+                for sample in samples:
                     dst = dst_root / sample.image.relative_to(cat.root)
                     if finished(dst, sample.image):
                         bar.update(1)
                         continue
-                    src_sha = manifest.sha256_file(sample.image)
-                    loaded = read_image(sample.image)
-                    item = dataset[index]
-                    result = np.ascontiguousarray(item["degraded"].numpy().transpose(1, 2, 0))
-                    if restore_fn is not None:
-                        sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
-                        result = check_restored(restore_fn(result.copy(), sigma), result.shape, sample.key)
-                    journal.begin(dst.relative_to(staging).as_posix())
-                    write_image(dst, result, loaded.info, loaded.alpha)
-                    record(dst, sample.image, "restored" if restore_fn is not None else "degraded", src_sha)
-                    kept_going = True
+                    tasks.append(DatasetTask.of(len(tasks), sample, dst))
+                copies += [(f, dst_root / f.relative_to(cat.root)) for f in others]
+            if ray is None:
+                outcomes = (
+                    degrade_image(t, staging, key, pipeline, seed, restore_fn, begin=journal.begin)
+                    for t in tasks
+                )
+            else:
+                # With a factory, the restore function (which may hold an unpicklable ONNX session)
+                # is built in each actor instead of being shipped there.
+                factory = restore_factory if restore_fn is not None else None
+                shipped = restore_fn if factory is None else None
+                setup = partial(_ray_image_worker, staging, key, pipeline, seed, shipped, factory)
+                outcomes = run_on_ray(tasks, setup, ray)
+            try:
+                for outcome in outcomes:
+                    bar.set_postfix_str(tasks[outcome.index].category, refresh=False)
+                    outcome.raise_fatal()
+                    if outcome.entry is not None:
+                        journal.done(outcome.entry)
+                        entries.append(outcome.entry)
+                        kept_going = True
                     bar.update(1)
-                for f in others:
-                    copy(f, dst_root / f.relative_to(cat.root))
+            finally:
+                outcomes.close()  # stops a Ray job that a fatal outcome cut short
+        for src, dst in copies:
+            copy(src, dst)
         marker = {
             "generator": "apir restore-dataset",
             "source": str(root.resolve()),
@@ -416,6 +441,20 @@ def _not_copied(path: Path) -> None:
             f"warning: not copied {printable(path)}: the copy's own {manifest.MANIFEST_FILE} takes its place",
             file=sys.stderr,
         )
+
+
+def _ray_image_worker(
+    staging: Path,
+    key: str,
+    pipeline: DegradationPipeline,
+    seed: int,
+    restore_fn: RestoreFn | None,
+    restore_factory: Callable[[], RestoreFn] | None,
+) -> Callable[[DatasetTask], Outcome]:
+    """Run once in each Ray actor: build the restore function (load the model) and return the
+    per-image function, the one the local loop calls."""
+    fn = restore_factory() if restore_factory is not None else restore_fn
+    return partial(degrade_image, staging=staging, run_key=key, pipeline=pipeline, seed=seed, restore_fn=fn)
 
 
 class _Appeared(ApirError):

@@ -44,11 +44,11 @@ ApirError):
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -56,15 +56,13 @@ from torch import nn
 from tqdm import tqdm
 
 from apir import __version__
-from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
-from apir.errors import ApirError, NonFiniteOutput
+from apir.data.imageio import IMAGE_EXTENSIONS, list_images
+from apir.errors import ApirError
 from apir.fsutil import (
-    atomic_path,
     check_free_space,
     check_writable,
     is_relative_to,
     link_escapes,
-    os_error_reason,
     printable,
     remove_stale_temps,
 )
@@ -72,7 +70,9 @@ from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
-from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, restore_rgb, select_device
+from apir.restore.ray_executor import RayOptions, check_executor, run_on_ray
+from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, select_device
+from apir.restore.work import FileTask, Outcome, restore_file
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
 
@@ -234,6 +234,8 @@ def restore_paths(
     engine: str = "auto",
     guard_dir: Path | None = None,
     guard_floor: float = 0.3,
+    executor: str = "local",
+    ray: RayOptions | None = None,
 ) -> RestoreSummary:
     """Restore image files and folders into ``out_dir``; see the module docstring for the rules.
 
@@ -246,6 +248,8 @@ def restore_paths(
     ``noise_level``/``strength`` set a noise-level-aware model's σ map (None = estimated per image),
     ``engine`` picks PyTorch or ONNX Runtime (:mod:`apir.restore.engine`), and ``guard_dir`` (good
     images of the same part) turns on detector-guided restoration (:mod:`apir.restore.guard`).
+    ``executor="ray"`` restores the files on a Ray actor pool (``ray``: :class:`RayOptions`,
+    :mod:`apir.restore.ray_executor`) with the same per-file code, outputs and manifest.
     """
     out_dir = Path(out_dir)
     check_tiling(tile, overlap, batch)
@@ -253,6 +257,9 @@ def restore_paths(
     check_strength(strength)
     check_noise_level(noise_level)
     check_engine(engine)
+    ray = check_executor(executor, ray)
+    if ray is not None and guard_dir is not None:
+        raise ApirError("--guard is not supported with --executor ray yet; run it with --executor local")
     summary = RestoreSummary(out_dir=out_dir)
 
     def warn_link(line: str) -> None:
@@ -271,6 +278,15 @@ def restore_paths(
     # "auto" switches engines only for models apir loads itself; a module the caller passes in is
     # run as it is (its forward may be customised) unless "onnx" is asked for explicitly.
     given_module = isinstance(model, nn.Module)
+    spec = model  # what each Ray actor loads (or unpickles) for itself
+    worker_device = _ray_device(device, ray) if ray is not None else device
+    on_gpu_workers = ray is not None and worker_device == "cuda"
+    if on_gpu_workers:
+        if engine == "onnx":
+            raise ApirError("--engine onnx runs on the CPU; use --engine torch with --device cuda")
+        device = "cpu"  # the driver only needs the weights' checksum; the actors hold the GPUs
+    elif ray is not None:
+        device = worker_device
     if isinstance(model, nn.Module):
         if not (isinstance(device, str) and device == "auto"):
             model = model.to(select_device(device))
@@ -278,10 +294,10 @@ def restore_paths(
         from apir.restore.loading import resolve_model
 
         model, header = resolve_model(model, device)
-    device_type = str(_model_device(model).type)
+    device_type = "cuda" if on_gpu_workers else str(_model_device(model).type)
     record = manifest.model_record(header, model)
-    if engine == "onnx" or not given_module:
-        model = with_engine(model, engine)
+    if (engine == "onnx" or not given_module) and not on_gpu_workers:
+        model = with_engine(model, engine)  # on the driver too: exports the ONNX graph once, up front
     guard = None
     if guard_dir is not None:
         from apir.restore.guard import guard_from_folder
@@ -313,14 +329,66 @@ def restore_paths(
         },
     )
     key = manifest.run_id(run)
+    work = dict(tile=tile, overlap=overlap, batch=batch, keep_input=keep_input)
+    level = {"noise_level": noise_level, "strength": strength, "guard": guard}
+    if ray is None:
+
+        def execute(tasks: list[FileTask], begin: Callable[[str], None]) -> Iterator[Outcome]:
+            for task in tasks:
+                yield restore_file(
+                    task, model, out_dir, key, **work, level=level, begin=begin,
+                    progress=lambda m, shape: _tile_progress(m, shape, tile, overlap, show_progress),
+                )  # fmt: skip
+
+    else:
+        setup = partial(
+            _ray_file_worker, spec, worker_device, engine, given_module, out_dir, key, work,
+            {"noise_level": noise_level, "strength": strength},
+        )  # fmt: skip
+
+        def execute(tasks: list[FileTask], begin: Callable[[str], None]) -> Iterator[Outcome]:
+            for task in tasks:  # workers write; a killed driver's resume may replace what they wrote
+                begin(Path(task.dst).relative_to(out_dir).as_posix())
+            yield from run_on_ray(tasks, setup, ray)
+
     with RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}"):
         _restore_locked(
-            pairs, out_dir, model, run, key, protected, summary,
-            tile=tile, overlap=overlap, batch=batch, keep_input=keep_input,
+            pairs, out_dir, run, key, protected, summary, execute,
             overwrite=overwrite, resume=resume, show_progress=show_progress,
-            level={"noise_level": noise_level, "strength": strength, "guard": guard},
         )  # fmt: skip
     return summary
+
+
+def _ray_device(device: str | torch.device, ray: RayOptions) -> str:
+    """What a Ray actor will run on: a GPU only when it is given one (``--gpus-per-worker``)."""
+    device = str(device)
+    if device == "auto":
+        return "cuda" if ray.gpus_per_worker > 0 else "cpu"
+    if device.startswith("cuda") and ray.gpus_per_worker <= 0:
+        raise ApirError("--device cuda with --executor ray needs --gpus-per-worker (e.g. 1)")
+    return device
+
+
+def _ray_file_worker(
+    spec: nn.Module | str | Path | None,
+    device: str,
+    engine: str,
+    given_module: bool,
+    out_dir: Path,
+    key: str,
+    work: dict,
+    level: dict,
+) -> Callable[[FileTask], Outcome]:
+    """Run once in each Ray actor: load the model as the local run does, return the per-file function."""
+    if isinstance(spec, nn.Module):
+        model = spec.to(select_device(device))
+    else:
+        from apir.restore.loading import resolve_model
+
+        model, _ = resolve_model(spec, device)
+    if engine == "onnx" or not given_module:
+        model = with_engine(model, engine)
+    return partial(restore_file, model=model, out_dir=out_dir, run_key=key, **work, level=level)
 
 
 def _sha_or_none(path: Path) -> str | None:
@@ -360,22 +428,20 @@ def _previous(out_dir: Path) -> tuple[manifest.Manifest | None, dict[str, manife
 def _restore_locked(
     pairs: list[tuple[Path, Path]],
     out_dir: Path,
-    model: nn.Module,
     run: manifest.RunInfo,
     key: str,
     protected: _Protected,
     summary: RestoreSummary,
+    execute: Callable[[list[FileTask], Callable[[str], None]], Iterator[Outcome]],
     *,
-    tile: int,
-    overlap: int,
-    batch: int,
-    keep_input: float,
     overwrite: bool,
     resume: bool,
     show_progress: bool,
-    level: dict | None = None,
 ) -> None:
-    """The run itself, holding the lock on ``out_dir``: resume decisions, journal, images, manifest."""
+    """The run itself, holding the lock on ``out_dir``: resume decisions, journal, images, manifest.
+
+    ``execute(tasks, begin)`` restores the tasks (here, or on Ray) and yields their outcomes.
+    """
     old, old_runs, journal_done, begun = _previous(out_dir)
     known: dict[str, manifest.Entry] = {e.output: e for e in old.entries} if old else {}
     known.update(journal_done)  # the interrupted run is newer than the manifest
@@ -426,62 +492,39 @@ def _restore_locked(
         summary.skipped.append((src, reason))
         tqdm.write(f"warning: skipped {printable(reason)}", file=sys.stderr)
 
-    bar = tqdm(todo, desc="restoring", unit="img", disable=not show_progress, file=sys.stderr)
-    for src, dst, replace in bar:
+    tasks: list[FileTask] = []
+    for src, dst, replace in todo:
         if src.suffix.lower() not in IMAGE_EXTENSIONS:
             skip(src, f"{src}: not an image file name (extensions: {', '.join(IMAGE_EXTENSIONS)})")
             continue
         if (reason := protected.reason(dst)) is not None:
             skip(src, f"{src}: {reason}")
             continue
-        rel = dst.relative_to(out_dir).as_posix()
-        try:
-            source_sha = manifest.sha256_file(src)
-            image = read_image(src)
-            amp = None if image.info.dtype == "uint8" else False
-            with _tile_progress(model, image.rgb.shape, tile, overlap, show_progress) as progress:
-                restored = restore_rgb(
-                    model, image.rgb, tile=tile, overlap=overlap, batch=batch, amp=amp,
-                    keep_input=keep_input, progress=progress, **(level or {}),
-                )  # fmt: skip
-            journal.begin(rel)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(dst, overwrite=replace) as tmp:
-                write_image(tmp, restored, image.info, image.alpha)
-        except NonFiniteOutput as err:
-            raise NonFiniteOutput(f"{printable(src)}: {err}; stopped (nothing written for it)") from None
-        except FileExistsError:
-            skip(src, f"{dst}: appeared while apir was running (written by another program); left untouched")
-            continue
-        except ApirError as err:
-            skip(src, err.message)
-            if any(reason in err.message for reason in _DISK_FULL):
-                raise ApirError(
-                    f"{printable(err.message)}; stopped (rerun with --resume when fixed)"
-                ) from None
-            continue
-        except OSError as err:
-            reason = os_error_reason(err)
-            skip(src, f"{dst}: cannot write image ({reason})")
-            if err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-                raise ApirError(
-                    f"{printable(dst)}: {reason}; stopped (rerun with --resume when fixed)"
-                ) from None
-            continue
-        entry = manifest.entry_for(dst, out_dir, src, "restored", key, source_sha256=source_sha)
-        journal.done(entry)
-        new_entries.append(entry)
-        summary.written.append(dst)
-    bar.close()
-    journal.close()
+        tasks.append(FileTask(index=len(tasks), src=str(src), dst=str(dst), replace=replace))
+    bar = tqdm(total=len(todo), desc="restoring", unit="img", disable=not show_progress, file=sys.stderr)
+    bar.update(len(todo) - len(tasks))
+    written: list[int] = []  # task indices; Ray yields them in completion order
+    outcomes = execute(tasks, journal.begin)
+    try:
+        for outcome in outcomes:
+            src = Path(tasks[outcome.index].src)
+            if outcome.skipped is not None:
+                skip(src, outcome.skipped)
+            outcome.raise_fatal()
+            if outcome.entry is not None:
+                journal.done(outcome.entry)
+                new_entries.append(outcome.entry)
+                written.append(outcome.index)
+            bar.update(1)
+    finally:
+        outcomes.close()  # stops a Ray job that a fatal outcome cut short
+        bar.close()
+        journal.close()
+        summary.written += [Path(tasks[i].dst) for i in sorted(written)]
     runs = {key: run, **old_runs}
     merged = manifest.merge(old, runs, new_entries)
     manifest.write_manifest(out_dir, merged)
     journal.close(remove=True)
-
-
-#: Write errors after which every further image would fail the same way: stop rather than warn per file.
-_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EROFS, errno.EDQUOT))
 
 
 class _TileBar:

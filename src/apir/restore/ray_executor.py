@@ -1,0 +1,191 @@
+"""Run a restore's per-file work on a Ray actor pool (``--executor ray``): many cores, nodes or GPUs.
+
+Why Ray Data and an actor pool: the model is loaded once per actor (``__init__``), not once per
+file, and ``Dataset.map_batches(..., concurrency=N, num_gpus=G)`` gives placement on CPUs or GPUs,
+back-pressure and, by default, actor restarts with task retries: a worker killed mid-run
+(``kill -9``, a lost node) is replaced and its files are done again. This module only distributes
+work. What happens to one file is :mod:`apir.restore.work`, the same function the local loop calls,
+so outputs are byte-identical; the driver (the process that ran ``apir``) keeps the lock on the
+output folder, the journal and the manifest, and applies each :class:`~apir.restore.work.Outcome`
+as the local loop does. A file is written by at most one worker at a time, atomically; a retried
+file is simply written again with the same bytes.
+
+``import ray`` happens only here, after :func:`require_ray` (called before any work) has given the
+one-line install hint when the extra is missing.
+
+Why the flag is ``--executor`` and not ``--engine``: ``--engine auto|torch|onnx`` already picks the
+inference engine that runs the model's forward pass, which is independent of where files run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from apir.errors import ApirError
+from apir.restore.work import Outcome
+
+__all__ = ["EXECUTORS", "RayOptions", "check_executor", "require_ray", "run_on_ray"]
+
+EXECUTORS = ("local", "ray")
+INSTALL_HINT = "--executor ray needs Ray, an optional extra: pip install 'apir[ray]'"
+
+
+def require_ray() -> None:
+    """One line, before any work, when Ray is not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise ApirError(INSTALL_HINT)
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise ApirError(f"{INSTALL_HINT} (import failed: {err})") from None
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run: ``address`` None starts a local Ray instance sized to the machine.
+
+    ``workers`` is the number of actors (None: one per CPU, or per ``gpus_per_worker`` GPUs, of the
+    cluster, at most one per file); ``batch`` files per Ray task (1: the finest retry and balance).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    batch: int = 1
+
+    def check(self) -> RayOptions:
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ApirError(f"--workers must be a positive whole number, got {self.workers!r}")
+        if not (isinstance(self.gpus_per_worker, int | float) and self.gpus_per_worker >= 0):
+            raise ApirError(f"--gpus-per-worker must be 0 or more, got {self.gpus_per_worker!r}")
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise ApirError(f"--ray-batch must be a positive whole number, got {self.batch!r}")
+        return self
+
+
+def check_executor(executor: str, options: RayOptions | None = None) -> RayOptions | None:
+    """Validate ``executor`` (and Ray's presence and options) before any work."""
+    if executor not in EXECUTORS:
+        raise ApirError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "local":
+        return None
+    require_ray()
+    return (options or RayOptions()).check()
+
+
+class _Worker:
+    """One actor: builds its per-file function once (the model), then maps task batches to outcomes."""
+
+    def __init__(self, setup: Callable[[], Callable[[Any], Outcome]], threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))  # this actor's share of the node's CPUs
+        self.error: str | None = None
+        try:
+            self.fn = setup()
+        except ApirError as err:
+            self.error = err.message
+        except Exception as err:
+            self.error = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outcomes = []
+        for i, raw in zip(batch["i"], batch["task"], strict=True):
+            task = pickle.loads(raw)
+            if self.error is not None:
+                outcome = Outcome(index=int(i), fatal=f"{task.src}: worker could not start ({self.error})")
+            else:
+                outcome = self.fn(task)
+            outcomes.append(outcome.model_dump_json())
+        return {"i": np.asarray(batch["i"]), "outcome": np.asarray(outcomes, dtype=object)}
+
+
+def _connect(options: RayOptions) -> bool:
+    """Join ``options.address``, reuse an initialised Ray, or start a local one; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if options.address:
+            ray.init(address=options.address, **kwargs)
+        else:
+            ray.init(**kwargs)
+    except Exception as err:  # ConnectionError, RuntimeError, ...: one line, no traceback
+        where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
+        first = (str(err).splitlines() or [""])[0]
+        raise ApirError(f"cannot start or join {where} ({type(err).__name__}: {first})") from None
+    return True
+
+
+def _plan(options: RayOptions, n_tasks: int) -> tuple[int, int]:
+    """(actors, CPU threads per actor) from the cluster's resources."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus = max(1, int(res.get("CPU", os.cpu_count() or 1)))
+    gpus = float(res.get("GPU", 0))
+    if options.gpus_per_worker > 0 and gpus < options.gpus_per_worker:
+        raise ApirError(f"--gpus-per-worker {options.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s)")
+    if options.workers is not None:
+        workers = options.workers
+    elif options.gpus_per_worker > 0:
+        workers = max(1, int(gpus // options.gpus_per_worker))
+    else:
+        workers = cpus
+    workers = max(1, min(workers, n_tasks))
+    node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    smallest = int(min([c for c in node_cpus if c > 0], default=cpus))
+    threads = max(1, min(cpus // workers, smallest))
+    return workers, threads
+
+
+def run_on_ray(
+    tasks: Sequence[Any],
+    setup: Callable[[], Callable[[Any], Outcome]],
+    options: RayOptions,
+) -> Iterator[Outcome]:
+    """Yield one :class:`Outcome` per task, in completion order, from an actor pool.
+
+    ``setup`` is a picklable zero-argument callable run once in each actor; it returns the per-file
+    function (tasks are pickled to the workers). The driver applies the outcomes; stopping the
+    iteration (a fatal outcome) shuts down a Ray instance this call started.
+    """
+    if not tasks:
+        return
+    import ray
+
+    started = _connect(options)
+    try:
+        workers, threads = _plan(options, len(tasks))
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the driver shows one bar for the whole job
+        ctx.verbose_progress = False
+        rows = [{"i": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
+        blocks = max(1, math.ceil(len(rows) / options.batch))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        gpu_args = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker > 0 else {}
+        ds = ds.map_batches(
+            _Worker,
+            fn_constructor_args=(setup, threads),
+            batch_size=options.batch,
+            batch_format="numpy",
+            concurrency=workers,
+            num_cpus=threads,
+            **gpu_args,
+        )
+        for row in ds.iter_rows():
+            yield Outcome.model_validate_json(row["outcome"])
+    finally:
+        if started:
+            ray.shutdown()
