@@ -176,6 +176,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         guard_floor=args.guard_floor,
         resume=args.resume,
         follow_symlinks=args.follow_symlinks,
+        **_executor_options(args),
     )
     print(summary.describe())
     return 0 if summary.ok else 1
@@ -267,12 +268,16 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
 
     if args.degrade_only and args.keep_input:
         raise ApirError("--keep-input applies to restoration; --degrade-only restores nothing")
+    executor = _executor_options(args)  # Ray missing: one line, before the model is loaded
+    spec = {"device": args.device, "keep_input": args.keep_input}
+    method = None if args.degrade_only else resolve_method(args.model, args.method, **spec)
+    if method is not None and args.executor == "ray":
+        from functools import partial
 
-    method = (
-        None
-        if args.degrade_only
-        else resolve_method(args.model, args.method, device=args.device, keep_input=args.keep_input)
-    )
+        from apir.evaluate.methods import method_restore_fn
+
+        # Each Ray actor loads the model itself, once: a restore function is not shipped.
+        executor["restore_factory"] = partial(method_restore_fn, args.model, args.method, **spec)
     out = restore_dataset(
         args.root,
         args.output,
@@ -286,6 +291,7 @@ def _cmd_restore_dataset(args: argparse.Namespace) -> int:
         resume=args.resume,
         follow_symlinks=args.follow_symlinks,
         model_info=method.model_info if method else None,
+        **executor,
     )
     print(f"{'degraded' if method is None else 'restored'} dataset written to {printable(out)}")
     return 0
@@ -344,6 +350,50 @@ def _add_level_options(p: argparse.ArgumentParser, evaluate: bool = False) -> No
         default="auto",
         help="auto (default): ONNX Runtime on the CPU where installed (about 2x faster), else PyTorch",
     )
+
+
+def _executor_options(args: argparse.Namespace) -> dict:
+    """``executor`` and ``ray`` keyword arguments from the flags; Ray's presence is checked here."""
+    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--workers", args.workers)) if v]
+    if args.gpus_per_worker:
+        ray_flags.append("--gpus-per-worker")
+    if args.ray_batch != 1:
+        ray_flags.append("--ray-batch")
+    if args.executor == "local":
+        if ray_flags:
+            raise ApirError(f"{ray_flags[0]} applies to --executor ray")
+        return {"executor": "local"}
+    if args.device == "cuda" and not args.gpus_per_worker:
+        raise ApirError("--device cuda with --executor ray needs --gpus-per-worker (e.g. 1)")
+    from apir.restore.ray_executor import RayOptions, check_executor
+
+    options = RayOptions(
+        address=args.ray_address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        batch=args.ray_batch,
+    )
+    return {"executor": "ray", "ray": check_executor("ray", options)}
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: an actor pool on a local Ray instance or a cluster, "
+        "same outputs and manifest (docs/scaling.md; needs pip install 'apir[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (e.g. ray://head:10001 or auto); default: start a local instance",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="Ray actors (default: one per CPU, or per GPU)")
+    p.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per Ray actor (default 0)"
+    )
+    p.add_argument("--ray-batch", type=int, default=1, metavar="N", help="files per Ray task (default 1)")
 
 
 def _add_follow_symlinks(p: argparse.ArgumentParser, what: str) -> None:
@@ -482,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(SHA-256), redo the rest, remove stale temporary files",
     )
     _add_follow_symlinks(p, "an input folder")
+    _add_executor_options(p)
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
@@ -536,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_follow_symlinks(p, "the dataset")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_keep_input(p)
+    _add_executor_options(p)
     p.set_defaults(func=_cmd_restore_dataset)
 
     p = sub.add_parser("report", help="HTML report comparing evaluation results side by side")

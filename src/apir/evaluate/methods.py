@@ -106,3 +106,9 @@ def resolve_method(model: str | Path | None, baseline: str | None, **kw: Any) ->
         kw = {k: v for k, v in kw.items() if k not in ("noise_level", "strength", "engine")}
         return Method(baseline, kw.get("label") or baseline, get_baseline(baseline))
     return model_method(model, **kw)
+
+
+def method_restore_fn(model: str | Path | None, baseline: str | None, **kw: Any) -> RestoreFn:
+    """:func:`resolve_method`'s restore function alone: a picklable recipe (with ``functools.partial``)
+    that each Ray actor runs once, so the model is loaded where it runs instead of being shipped."""
+    return resolve_method(model, baseline, **kw).restore_fn

@@ -20,9 +20,11 @@ inference engine that runs the model's forward pass, which is independent of whe
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,12 +57,15 @@ class RayOptions:
 
     ``workers`` is the number of actors (None: one per CPU, or per ``gpus_per_worker`` GPUs, of the
     cluster, at most one per file); ``batch`` files per Ray task (1: the finest retry and balance).
+    ``retries`` False stops the job at the first dead worker instead of restarting it (for tests,
+    and for clusters where a dying worker means a bad node).
     """
 
     address: str | None = None
     workers: int | None = None
     gpus_per_worker: float = 0.0
     batch: int = 1
+    retries: bool = True
 
     def check(self) -> RayOptions:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
@@ -168,24 +173,39 @@ def run_on_ray(
     started = _connect(options)
     try:
         workers, threads = _plan(options, len(tasks))
+        for name in ("ray", "ray.data"):  # one progress bar and apir's own lines, not Ray's INFO log
+            logging.getLogger(name).setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver shows one bar for the whole job
         ctx.verbose_progress = False
         rows = [{"i": i, "task": pickle.dumps(t)} for i, t in enumerate(tasks)]
         blocks = max(1, math.ceil(len(rows) / options.batch))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        gpu_args = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker > 0 else {}
-        ds = ds.map_batches(
-            _Worker,
-            fn_constructor_args=(setup, threads),
-            batch_size=options.batch,
-            batch_format="numpy",
-            concurrency=workers,
-            num_cpus=threads,
-            **gpu_args,
-        )
-        for row in ds.iter_rows():
-            yield Outcome.model_validate_json(row["outcome"])
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        except TypeError:  # Ray < 2.10 calls it parallelism
+            ds = ray.data.from_items(rows, parallelism=blocks)
+        extra: dict[str, Any] = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker > 0 else {}
+        if not options.retries:
+            extra["max_restarts"] = 0
+        with warnings.catch_warnings():  # max_restarts goes through ray_remote_args (deprecated in 2.60)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(
+                _Worker,
+                fn_constructor_args=(setup, threads),
+                batch_size=options.batch,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=threads,
+                **extra,
+            )
+        try:
+            for row in ds.iter_rows():
+                yield Outcome.model_validate_json(row["outcome"])
+        except ApirError:
+            raise
+        except Exception as err:  # a worker lost beyond its retries, a node gone: one line, no traceback
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ApirError(f"the Ray job failed ({type(err).__name__}: {first[:300]})") from None
     finally:
         if started:
             ray.shutdown()
