@@ -12,6 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from torch import nn
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -44,3 +46,26 @@ class KillOnce:
 def boom(image: np.ndarray, sigma: float) -> np.ndarray:
     """A restore function with a bug."""
     raise RuntimeError("boom in the restore function")
+
+
+class KillingModel(nn.Module):
+    """A fixed 3×3 convolution (seeded, so every copy is the same model) whose ``after``-th forward
+    pass in a process SIGKILLs that process, once per ``flag`` file; ``flag=None`` never kills."""
+
+    def __init__(self, flag: Path | None, after: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.mul_(0.1)
+            self.conv.weight[:, :, 1, 1] += torch.eye(3)
+        self.flag = None if flag is None else str(flag)
+        self.after = after
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.flag is not None and self.calls > self.after and not os.path.exists(self.flag):
+            Path(self.flag).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.conv(x)

@@ -162,3 +162,22 @@ def test_restore_files_on_ray_match_local_and_report_bad_files(ray_instance, tin
         and "broken.png" in local_err
     )
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")  # images and manifest.json
+
+
+@pytest.mark.slow
+def test_restore_resumes_after_a_killed_actor(ray_instance, tiny_demo, tmp_path):
+    from ray_helpers import KillingModel
+
+    src = tiny_demo / "brick" / "train" / "good"
+    opts = {"tile": 0, "show_progress": False}
+    restore_paths([src], tmp_path / "local", KillingModel(None), **opts)
+    out = tmp_path / "ray"
+    flag = tmp_path / "killed"
+    with pytest.raises(ApirError, match="Ray job failed.*rerun with --resume"):
+        restore_paths(
+            [src], out, KillingModel(flag), executor="ray", ray=RayOptions(workers=2, retries=False), **opts
+        )
+    assert flag.is_file()  # an actor process was SIGKILLed
+    summary = restore_paths([src], out, KillingModel(None), resume=True, executor="ray", **opts)
+    assert summary.ok and len(summary.written) + len(summary.verified) == 6
+    assert _files(out) == _files(tmp_path / "local")  # same images, same manifest.json

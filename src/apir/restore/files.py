@@ -349,7 +349,12 @@ def restore_paths(
         def execute(tasks: list[FileTask], begin: Callable[[str], None]) -> Iterator[Outcome]:
             for task in tasks:  # workers write; a killed driver's resume may replace what they wrote
                 begin(Path(task.dst).relative_to(out_dir).as_posix())
-            yield from run_on_ray(tasks, setup, ray)
+            try:
+                yield from run_on_ray(tasks, setup, ray)
+            except ApirError as err:
+                if not err.message.startswith("the Ray job failed"):
+                    raise
+                raise ApirError(f"{err.message}; rerun with --resume to continue") from None
 
     with RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}"):
         _restore_locked(
