@@ -198,14 +198,21 @@ def run_on_ray(
                 num_cpus=threads,
                 **extra,
             )
+        rows = iter(ds.iter_rows())
         try:
-            for row in ds.iter_rows():
+            for row in rows:
                 yield Outcome.model_validate_json(row["outcome"])
         except ApirError:
             raise
         except Exception as err:  # a worker lost beyond its retries, a node gone: one line, no traceback
             first = (str(err).strip().splitlines() or [""])[0]
             raise ApirError(f"the Ray job failed ({type(err).__name__}: {first[:300]})") from None
+        finally:
+            # Stopped early (a fatal outcome): shut the job down now, so its actors free their CPUs
+            # and GPUs for the next job instead of waiting for garbage collection.
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
     finally:
         if started:
             ray.shutdown()
