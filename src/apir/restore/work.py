@@ -14,6 +14,7 @@ the manifest. Workers only write outputs (atomically: a temporary name, then a r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -135,8 +136,6 @@ def restore_file(
         source_sha = manifest.sha256_file(src)
         image = read_image(src)
         amp = None if image.info.dtype == "uint8" else False
-        import contextlib
-
         bar = progress(model, image.rgb.shape) if progress is not None else contextlib.nullcontext()
         with bar as tick:
             restored = restore_rgb(
