@@ -167,3 +167,16 @@ def test_restore_resumes_after_a_killed_actor(ray_instance, tiny_demo, tmp_path)
     summary = restore_paths([src], out, KillingModel(None), resume=True, executor="ray", **opts)
     assert summary.ok and len(summary.written) + len(summary.verified) == 6
     assert _files(out) == _files(tmp_path / "local")  # same images, same manifest.json
+
+
+def test_an_unreachable_cluster_is_one_line_in_seconds():
+    import socket
+
+    from apir.restore.ray_executor import _check_reachable
+
+    with socket.socket() as s:  # a port nobody listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ApirError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    _check_reachable("auto")  # left to Ray

@@ -68,7 +68,7 @@ from apir.fsutil import (
 from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
 from apir.restore.functions import RestoreFn
-from apir.restore.ray_executor import RayOptions, check_executor, run_on_ray
+from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
 from apir.restore.work import DatasetTask, Outcome, degrade_image
 
 __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
@@ -217,7 +217,8 @@ def restore_dataset(
             **({"keep_input": model_info.get("keep_input")} if model_info else {}),
         },
     )
-    with RunLock(out_root.parent / f".{out_root.name}{LOCK_NAME}", f"output folder {out_root}"):
+    lock = RunLock(out_root.parent / f".{out_root.name}{LOCK_NAME}", f"output folder {out_root}")
+    with ray_session(ray), lock:
         _check_out_root(root, out_root, overwrite, resume)  # again, now that no other run can write
         if resume and not staging.is_dir() and (out_root / MARKER_FILE).is_file():
             _verify_finished(out_root, manifest.run_id(run))

@@ -70,7 +70,7 @@ from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
-from apir.restore.ray_executor import RayOptions, check_executor, run_on_ray
+from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
 from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, select_device
 from apir.restore.work import FileTask, Outcome, restore_file
 
@@ -356,7 +356,7 @@ def restore_paths(
                     raise
                 raise ApirError(f"{err.message}; rerun with --resume to continue") from None
 
-    with RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}"):
+    with ray_session(ray), RunLock(out_dir / LOCK_NAME, f"output folder {out_dir}"):
         _restore_locked(
             pairs, out_dir, run, key, protected, summary, execute,
             overwrite=overwrite, resume=resume, show_progress=show_progress,

@@ -19,11 +19,13 @@ inference engine that runs the model's forward pass, which is independent of whe
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
 import os
 import pickle
+import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ import numpy as np
 from apir.errors import ApirError
 from apir.restore.work import Outcome
 
-__all__ = ["EXECUTORS", "RayOptions", "check_executor", "require_ray", "run_on_ray"]
+__all__ = ["EXECUTORS", "RayOptions", "check_executor", "ray_session", "require_ray", "run_on_ray"]
 
 EXECUTORS = ("local", "ray")
 INSTALL_HINT = "--executor ray needs Ray, an optional extra: pip install 'apir[ray]'"
@@ -120,6 +122,8 @@ def _connect(options: RayOptions) -> bool:
 
     if ray.is_initialized():
         return False
+    if options.address:
+        _check_reachable(options.address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     try:
         if options.address:
@@ -131,6 +135,41 @@ def _connect(options: RayOptions) -> bool:
         first = (str(err).splitlines() or [""])[0]
         raise ApirError(f"cannot start or join {where} ({type(err).__name__}: {first})") from None
     return True
+
+
+@contextlib.contextmanager
+def ray_session(options: RayOptions | None) -> Iterator[None]:
+    """Join or start Ray on entry (``None``: the local executor, nothing to do), stop it on exit if
+    this started it. Callers enter it before they lock or write anything, so a wrong
+    ``--ray-address`` fails (after Ray's own connection timeout) before any work."""
+    if options is None:
+        yield
+        return
+    import ray
+
+    started = _connect(options)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on fails here in seconds, in one line;
+    ``ray.init`` itself keeps retrying for minutes. Other forms (``auto``) are left to Ray."""
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ApirError(
+            f"cannot reach the Ray cluster at {address} ({reason}); start it with `ray start --head` "
+            "there, or leave out --ray-address to run on this machine"
+        ) from None
 
 
 def _plan(options: RayOptions, n_tasks: int) -> tuple[int, int]:
