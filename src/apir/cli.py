@@ -439,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="run directory to create")
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
     p.add_argument("--model", help="base checkpoint or run directory (default: the shipped model)")
+    p.add_argument(
+        "--survival",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the paired defect-response term (output change = the defect; 0 = off, try 0.2)",
+    )
     p.add_argument("--force", action="store_true", help="start over in an existing run directory")
     p.set_defaults(func=_cmd_adapt)
 

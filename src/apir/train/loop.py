@@ -30,7 +30,7 @@ from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
 from apir.fsutil import atomic_write_bytes, check_free_space, os_error_reason
 from apir.locking import LOCK_NAME, RunLock
-from apir.losses import AnomalyWeightedLoss
+from apir.losses import AnomalyWeightedLoss, defect_response_loss
 from apir.models import create_model
 from apir.models.checkpoint import (
     BEST,
@@ -332,6 +332,7 @@ def _train_locked(
         defect_prob=config.data.defect_prob,
         defect_ratio=config.data.defect_ratio,
         seed=seed,
+        paired=config.loss.pair_weight > 0,
     )
     val_ds = EvalImageDataset(
         val_samples, degradation, seed=seed, synthetic_defects=True, crop=config.data.val_crop
@@ -443,9 +444,20 @@ def _train_locked(
             x = model_input(model, x, batch["level"].to(device, non_blocking=True))
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
+            pair = config.loss.pair_weight > 0
+            if pair:  # one forward pass over the patches with and without their defects
+                x0 = model_input(model, batch["degraded_original"].to(device), batch["level"].to(device))
+                x = torch.cat([x, x0.contiguous(memory_format=torch.channels_last) if use_cl else x0])
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = net(x)
-            loss = criterion(out.float(), y, m)
+            out = out.float()
+            if pair:
+                out, out0 = out.chunk(2)
+                loss = criterion(out, y, m) + config.loss.pair_weight * defect_response_loss(
+                    out, out0, y, batch["original"].to(device), m, config.loss.pair_rim
+                )
+            else:
+                loss = criterion(out, y, m)
             if any_rank(ctx, not torch.isfinite(loss).item(), device):
                 raise ApirError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {global_step + 1}: training "
