@@ -223,6 +223,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model_info=method.model_info,
         max_per_category=args.max_per_category,
         detector=args.detector,
+        detector_fit=args.detector_fit,
         follow_symlinks=args.follow_symlinks,
     )
     print(format_overall(result))
@@ -518,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         action="store_true",
         help="also run the reference anomaly detector on clean, degraded and restored images",
+    )
+    p.add_argument(
+        "--detector-fit",
+        choices=["clean", "both"],
+        default="both",
+        help="clean: fit the detector on clean train/good only; both (default): also fit it on train/good "
+        "degraded / restored the same way and score degraded / restored test images (as users do)",
     )
     _add_keep_input(p)
     _add_level_options(p, evaluate=True)
