@@ -355,6 +355,12 @@ def _add_follow_symlinks(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def baseline_names() -> list[str]:
+    from apir.evaluate.baselines import BASELINES
+
+    return BASELINES.names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apir",
@@ -504,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS_DIR")
     p.add_argument("--model", help="checkpoint file, run directory or shipped model name")
-    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
     p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
     p.add_argument("--categories", nargs="+", metavar="NAME")
     p.add_argument("--max-per-category", type=int, help="evaluate this many images per category")
@@ -535,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_ROOT")
     p.add_argument("--model", help="checkpoint file, run directory or shipped model name (default: default)")
-    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
     p.add_argument("--degrade-only", action="store_true", help="write the degraded images, unrestored")
     p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
     p.add_argument("--categories", nargs="+", metavar="NAME")

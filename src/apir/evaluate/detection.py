@@ -54,7 +54,7 @@ from apir.data.degradations import DegradationPipeline, fixed_params, get_degrad
 from apir.data.imageio import write_image
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
-from apir.evaluate.detector import ReferenceDetector
+from apir.evaluate.detector import DETECTORS
 from apir.evaluate.results import DETECTION_SCHEMA, Detection, json_safe
 from apir.fsutil import atomic_write_bytes
 from apir.report.detection_maps import VARIANTS, detection_figure
@@ -273,7 +273,7 @@ class DetectionRun:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.crop = crop
         self.metric_size = metric_size
-        self.factory = detector_factory or ReferenceDetector
+        self.factory = detector_factory or DETECTORS.get("reference")
         self.maps_root = (
             _prepare_maps_dir(self.out_dir) if self.out_dir is not None and save_maps > 0 else None
         )
