@@ -235,7 +235,7 @@ def _make_restorer(job: dict[str, Any]) -> Callable[[Any], Any]:
             return np.ascontiguousarray(y[0].transpose(1, 2, 0))
 
         return run_onnx
-    from apir.restore.tiling import restore_rgb
+    from apir.restore.api import restore_rgb
 
     model = _load_model(spec, device)
     tile = job["tile"] if backend == "torch-tiled" else 0

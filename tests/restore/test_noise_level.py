@@ -10,10 +10,10 @@ from skimage import data as skdata
 import apir
 from apir.errors import ApirError
 from apir.models import create_model
+from apir.restore.api import restore_rgb
 from apir.restore.engine import onnx_available, with_engine
 from apir.restore.loading import resolve_model
 from apir.restore.noise_level import estimate_noise_sigma, level_map
-from apir.restore.tiling import restore_rgb
 
 
 def _clean(size=192):

@@ -57,6 +57,7 @@ from tqdm import tqdm
 
 from apir import __version__
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_image
+from apir.device import select_device
 from apir.errors import ApirError, NonFiniteOutput
 from apir.fsutil import (
     atomic_path,
@@ -70,9 +71,10 @@ from apir.fsutil import (
 )
 from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
+from apir.restore.api import check_keep_input, restore_rgb
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
-from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, restore_rgb, select_device
+from apir.restore.tiling import check_tiling, plan_tiles
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
 

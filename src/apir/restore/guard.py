@@ -114,7 +114,7 @@ def guard_from_folder(
     from pathlib import Path
 
     from apir.data.imageio import list_images, read_image
-    from apir.restore.tiling import restore_rgb
+    from apir.restore.api import restore_rgb
 
     folder = Path(folder)
     if not folder.is_dir():
