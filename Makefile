@@ -39,6 +39,7 @@ demo: $(STAMP)
 	$(BIN)/apir report $(DEMO)/results/default $(DEMO)/results/rcan_quick $(DEMO)/results/cbm3d $(DEMO)/results/nlm -o $(DEMO)/report
 
 test: $(STAMP)
+	@bash scripts/ensure_chromium.sh   # the report's browser test needs it; never fatal
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

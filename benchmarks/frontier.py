@@ -127,8 +127,8 @@ def _guard_for(category_root: Path, preset: str, seed: int, model, floor: float)
     from apir.data.degradations import apply_params, fixed_params, get_degradation
     from apir.data.imageio import read_image
     from apir.data.mvtec import load_category
+    from apir.restore.api import restore_rgb
     from apir.restore.guard import DetectorGuard
-    from apir.restore.tiling import restore_rgb
 
     pipeline = get_degradation(preset)
     goods = []
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     from apir.evaluate.baselines import get_baseline
     from apir.evaluate.methods import model_method
     from apir.evaluate.runner import evaluate
+    from apir.restore.api import restore_rgb
     from apir.restore.loading import resolve_model
-    from apir.restore.tiling import restore_rgb
 
     prov = provenance("cpu")
     started = time.time()

@@ -61,7 +61,7 @@ RESULT_MARKER = "APIR_SPEED_RESULT "
 #: Shortest timed run: faster methods are called several times per run (see ``worker``).
 MIN_RUN_SECONDS = 0.3
 BASELINE_NAMES = ("cbm3d", "nlm", "tv")
-BACKENDS = ("torch", "onnxruntime", "torch-tiled")
+BACKENDS = ("torch", "onnxruntime", "torch-tiled", "onnx-tiled")
 #: The issue's targets for the shipped default model on 2 CPU cores.
 TARGET_MPS = 1.0
 TARGET_SIZE = 1024
@@ -213,32 +213,21 @@ def _make_restorer(job: dict[str, Any]) -> Callable[[Any], Any]:
 
         fn, sigma = get_baseline(spec.name), float(job["sigma"])
         return lambda rgb: fn(rgb, sigma)
-    if backend == "onnxruntime":
-        import numpy as np
-        import onnxruntime as ort
+    if backend in ("onnxruntime", "onnx-tiled"):
+        # Through restore_rgb with the engine apir uses (apir.restore.engine.OnnxModule): the σ-map
+        # estimate of noise-level-aware models, tiling and blending included, as `apir restore` runs.
+        from apir.restore.api import restore_rgb
+        from apir.restore.engine import OnnxModule
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = job["threads"]
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
-        session = ort.InferenceSession(job["onnx"], opts, providers=providers)
-        name = session.get_inputs()[0].name
-
-        def run_onnx(rgb: Any) -> Any:
-            x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-            y = session.run(None, {name: x})[0]
-            return np.ascontiguousarray(y[0].transpose(1, 2, 0))
-
-        return run_onnx
-    from apir.restore.tiling import restore_rgb
+            raise SystemExit("ONNX rows run on the CPU provider only")
+        onnx = OnnxModule(Path(job["onnx"]), _load_model(spec, "cpu"), threads=job["threads"])
+        tile = job["tile"] if backend == "onnx-tiled" else 0
+        return lambda rgb: restore_rgb(onnx, rgb, tile=tile, overlap=job["overlap"], amp=False)
+    from apir.restore.api import restore_rgb
 
     model = _load_model(spec, device)
-    tile = job["tile"] if backend == "torch-tiled" else 0
+    tile = job["tile"] if backend == "torch-tiled" else 0  # noqa: SIM108
     # amp=None: bf16 autocast on CUDA (where supported), float32 on the CPU, as `apir restore` does.
     return lambda rgb: restore_rgb(model, rgb, tile=tile, overlap=job["overlap"], amp=None)
 
@@ -354,7 +343,7 @@ def prepare_models(
     from torch.utils.flop_counter import FlopCounterMode
 
     from apir.models import model_config
-    from apir.restore.export import check_onnx_parity, export_onnx
+    from apir.restore.export import check_onnx_parity, export_onnx, input_channels
 
     info: dict[str, dict[str, Any]] = {}
     paths: dict[str, str] = {}
@@ -364,7 +353,7 @@ def prepare_models(
             continue
         model = _load_model(spec, "cpu")
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(torch.zeros(1, int(getattr(model, "in_channels", 3)), 256, 256))
+            model(torch.zeros(1, input_channels(model), 256, 256))
         entry: dict[str, Any] = {
             "description": spec.description,
             "config": model_config(model),
@@ -411,7 +400,7 @@ def plan_jobs(args: argparse.Namespace, model_info: dict[str, dict[str, Any]]) -
                 continue
             for backend in args.backends:
                 job: dict[str, Any] = {"method": name, "backend": backend, "size": size}
-                if backend == "torch-tiled":
+                if backend in ("torch-tiled", "onnx-tiled"):
                     if name not in args.tiled_methods or size <= args.tile:
                         continue
                     multiple = model_info[name]["size_multiple"]
@@ -509,6 +498,10 @@ def backend_label(row: dict[str, Any], args: argparse.Namespace) -> str:
         return "numpy/C (CPU)"
     if row["backend"] == "onnxruntime":
         return "ONNX Runtime" + (" (CUDA, fp32)" if gpu else "")
+    if row["backend"] == "onnx-tiled":
+        shape = row.get("tile_shape")
+        tile = f"{shape[0]}×{shape[1]}" if shape else f"≤{args.tile}²"
+        return f"ONNX Runtime, {row['tiles']} tiles of {tile} (apir restore's default engine and tiling)"
     eager = "PyTorch eager" + (" bf16" if gpu else "")
     if row["backend"] == "torch-tiled":
         shape = row.get("tile_shape")
@@ -782,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda: CUDA is not available here")
-        if "onnxruntime" in args.backends:
+        if "onnxruntime" in args.backends or "onnx-tiled" in args.backends:
             import onnxruntime as ort
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -792,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="apir-speed-") as tmp:
         model_info, onnx_paths = prepare_models(
-            args.methods, "onnxruntime" in args.backends, Path(tmp), "cpu"
+            args.methods, bool({"onnxruntime", "onnx-tiled"} & set(args.backends)), Path(tmp), "cpu"
         )
         jobs, skipped = plan_jobs(args, model_info)
         rows = []

@@ -16,7 +16,7 @@ __all__ = ["ApirError", "__version__"]
 def __getattr__(name: str) -> object:
     """``apir.restore_array`` is imported on first use, so ``import apir`` does not load torch."""
     if name == "restore_array":
-        from apir.restore.tiling import restore_array
+        from apir.restore.api import restore_array
 
         return restore_array
     raise AttributeError(f"module 'apir' has no attribute {name!r}")

@@ -224,6 +224,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model_info=method.model_info,
         max_per_category=args.max_per_category,
         detector=args.detector,
+        detector_fit=args.detector_fit,
         follow_symlinks=args.follow_symlinks,
     )
     print(format_overall(result))
@@ -404,6 +405,12 @@ def _add_follow_symlinks(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def baseline_names() -> list[str]:
+    from apir.evaluate.baselines import BASELINES
+
+    return BASELINES.names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apir",
@@ -489,6 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="run directory to create")
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
     p.add_argument("--model", help="base checkpoint or run directory (default: the shipped model)")
+    p.add_argument(
+        "--survival",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the paired defect-response term (output change = the defect; 0 = off, try 0.2)",
+    )
     p.add_argument("--force", action="store_true", help="start over in an existing run directory")
     p.set_defaults(func=_cmd_adapt)
 
@@ -547,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS_DIR")
     p.add_argument("--model", help="checkpoint file, run directory or shipped model name")
-    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
     p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
     p.add_argument("--categories", nargs="+", metavar="NAME")
     p.add_argument("--max-per-category", type=int, help="evaluate this many images per category")
@@ -563,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the reference anomaly detector on clean, degraded and restored images",
     )
+    p.add_argument(
+        "--detector-fit",
+        choices=["clean", "both"],
+        default="both",
+        help="clean: fit the detector on clean train/good only; both (default): also fit it on train/good "
+        "degraded / restored the same way and score degraded / restored test images (as users do)",
+    )
     _add_keep_input(p)
     _add_level_options(p, evaluate=True)
     p.set_defaults(func=_cmd_evaluate)
@@ -571,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_ROOT")
     p.add_argument("--model", help="checkpoint file, run directory or shipped model name (default: default)")
-    p.add_argument("--method", help="a classical baseline instead of a model: identity, nlm, cbm3d, tv")
+    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
     p.add_argument("--degrade-only", action="store_true", help="write the degraded images, unrestored")
     p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
     p.add_argument("--categories", nargs="+", metavar="NAME")

@@ -309,3 +309,36 @@ def printable(text: object) -> str:
             escaped = repr(ch)[1:-1]
             out.append(escaped if escaped != ch else f"\\u{code:04x}")
     return "".join(out)
+
+
+def prepare_staging(folder: str | os.PathLike[str], *, marker: str, force: bool, what: str) -> Path:
+    """A fresh hidden staging folder beside ``folder`` for a build published by :func:`publish_staging`.
+
+    Why one helper: every apir command that builds a folder (demo dataset, corpus, unseen set) writes
+    it in a hidden ``.<name>.building`` sibling and renames it at the end, so an interrupted build
+    leaves no half folder, and replaces an existing ``folder`` only if it holds ``marker`` (apir built
+    it) and ``force`` is set: apir never deletes a folder it did not create. Nothing is deleted here;
+    the old folder goes only when the new one is complete.
+    """
+    from apir.errors import ApirError
+
+    folder = Path(folder)
+    if folder.exists():
+        if not (folder / marker).is_file():
+            raise ApirError(
+                f"{printable(folder)}: already exists and is not an {what}; choose another folder"
+            )
+        if not force:
+            raise ApirError(f"{printable(folder)}: already exists (pass --force to rebuild this {what})")
+    staging = folder.with_name(f".{folder.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish_staging(staging: Path, folder: str | os.PathLike[str]) -> None:
+    """Replace ``folder`` (if any, checked by :func:`prepare_staging`) by the complete ``staging``."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)

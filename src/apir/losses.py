@@ -141,3 +141,40 @@ class AnomalyWeightedLoss(nn.Module):
     def extra_repr(self) -> str:
         eps = f", eps={self.eps}" if self.base == "charbonnier" else ""
         return f"alpha={self.alpha}, normalize={self.normalize!r}, base={self.base!r}{eps}"
+
+
+def dilate_mask(mask: Tensor, rim: int) -> Tensor:
+    """Mask grown by ``rim`` pixels (square neighbourhood): blur spreads a defect beyond its mask."""
+    if rim <= 0:
+        return mask
+    return torch.nn.functional.max_pool2d(mask, kernel_size=2 * rim + 1, stride=1, padding=rim)
+
+
+def defect_response_loss(
+    pred_with: Tensor,
+    pred_without: Tensor,
+    clean_with: Tensor,
+    clean_without: Tensor,
+    mask: Tensor,
+    rim: int = 2,
+) -> Tensor:
+    """The paired defect-response term: the output's response to the defect must equal the defect.
+
+    ``pred_with`` / ``pred_without`` are the network's outputs for the same patch degraded with the
+    *same* blur and noise, with and without its defect; ``clean_with - clean_without`` is the defect
+    itself. The squared difference of the two responses is averaged over the defect mask grown by
+    ``rim`` pixels, per image (inverse-size weighting: a thin scratch counts as much as a large
+    stain), then over the images that have a defect (0 if none has). Doing nothing (the identity)
+    satisfies it perfectly, so it is added at a small weight to equation (1), whose denoising term
+    pulls the other way (field notes: weight 0.2 kept +0.43 dB inside the defect at σ 25 for
+    −0.66 dB overall, trained from scratch).
+    """
+    _check_shapes(pred_with, pred_without)
+    region = dilate_mask(mask, rim)
+    err = ((pred_with - pred_without) - (clean_with - clean_without)) ** 2
+    per_image_area = region.sum(dim=(1, 2, 3)) * err.shape[1] / region.shape[1]
+    has = per_image_area > 0
+    if not bool(has.any()):
+        return err.sum() * 0.0
+    per_image = (err * region).sum(dim=(1, 2, 3)) / per_image_area.clamp(min=1.0)
+    return per_image[has].mean()

@@ -136,3 +136,16 @@ def test_frozen_threshold():
     ties = np.array([1.0] * 10 + [2.0] * 90)
     assert np.mean(ties >= frozen_threshold(ties)) >= 0.95
     assert math.isnan(frozen_threshold(np.array([])))
+
+
+def test_users_protocol_fits_on_degraded_and_restored_train_good(tiny_demo):
+    """fit="both": with the identity as restorer, the restored-fit scores equal the degraded-fit ones."""
+    result = detection_check(tiny_demo, restore_fn=_identity, degradation=DEGRADATION, fit="both")
+    for entry in [*result["categories"].values(), result["overall"]]:
+        users = entry["fit_on_restored"]
+        assert users["restored"] == users["degraded"]
+        assert 0.0 <= users["restored"]["pixel_auroc"] <= 1.0
+    plain = detection_check(tiny_demo, restore_fn=_identity, degradation=DEGRADATION)
+    assert "fit_on_restored" not in plain["overall"]
+    with pytest.raises(ApirError, match="fit"):
+        detection_check(tiny_demo, restore_fn=_identity, degradation=DEGRADATION, fit="dirty")

@@ -9,8 +9,8 @@ from faultkit import blur_model, rewrite_header, rewrite_tensors, save_model, wr
 
 from apir.cli import main
 from apir.errors import ApirError, NonFiniteOutput
+from apir.restore.api import restore_array
 from apir.restore.loading import resolve_model
-from apir.restore.tiling import restore_array
 
 
 def _first_float(tensors):

@@ -7,8 +7,8 @@ from skimage import data as skdata
 
 from apir.data.degradations import fixed_params, get_degradation
 from apir.evaluate.metrics import image_metrics
+from apir.restore.api import restore_rgb
 from apir.restore.loading import resolve_model, shipped_weights
-from apir.restore.tiling import restore_rgb
 
 
 def _fixed_case(preset: str) -> tuple[np.ndarray, np.ndarray]:

@@ -64,8 +64,24 @@ def test_evaluate_with_detector_restores_each_image_once(tiny_demo, tmp_path):
         detector=True,
         detector_maps=0,
     )
-    assert len(calls) == result["overall"]["n_images"]
+    # Each test image once; with the users' protocol (the default) each train/good image once more.
+    n_train = sum(c["n_train"] for c in result["detection"]["categories"].values())
+    assert len(calls) == result["overall"]["n_images"] + n_train
     assert result["detection"]["overall"]["restored"] == result["detection"]["overall"]["degraded"]
+    calls.clear()
+    evaluate(
+        tiny_demo,
+        tmp_path / "r2",
+        method="identity",
+        restore_fn=restore,
+        degradation="noise25",
+        show_progress=False,
+        save_images=0,
+        detector=True,
+        detector_maps=0,
+        detector_fit="clean",
+    )
+    assert len(calls) == result["overall"]["n_images"]
 
 
 def test_check_restored_rejects_wrong_shapes_and_nan():

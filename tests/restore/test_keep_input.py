@@ -11,7 +11,7 @@ from apir.data.imageio import read_image, write_image
 from apir.errors import ApirError
 from apir.evaluate.methods import resolve_method
 from apir.models import create_model
-from apir.restore.tiling import restore_array, restore_rgb
+from apir.restore.api import restore_array, restore_rgb
 
 
 @pytest.fixture(scope="module")

@@ -55,3 +55,8 @@ def test_adapt_config_refuses_a_zero_budget(tiny_demo, base):
 
     with pytest.raises(ApirError, match="minutes"):
         adapt_config(tiny_demo, "brick", base, minutes=0)
+
+
+def test_adapt_survival_sets_the_paired_term(tiny_demo, base):
+    assert adapt_config(tiny_demo, "brick", base, survival=0.2).loss.pair_weight == 0.2
+    assert adapt_config(tiny_demo, "brick", base).loss.pair_weight == 0.0

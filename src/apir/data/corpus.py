@@ -41,6 +41,7 @@ from apir.data.mvtec import GOOD
 from apir.data.picture_filter import dhash, downscale, family, judge, near_duplicates
 from apir.data.unseen import build_unseen_set
 from apir.errors import ApirError
+from apir.fsutil import prepare_staging, publish_staging
 
 
 @dataclass(frozen=True)
@@ -216,22 +217,6 @@ def _write_bundled(staging: Path, names: list[str], tile: int, scales, max_tiles
     return sources
 
 
-def _prepare(folder: Path, marker: str, force: bool) -> Path:
-    """A fresh staging folder beside ``folder``; refuses to replace anything apir did not build."""
-    if folder.exists() and not (force and (folder / marker).is_file()):
-        raise ApirError(f"{folder}: already exists (pass --force to rebuild a folder apir built)")
-    staging = folder.with_name(f".{folder.name}.building")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    return staging
-
-
-def _publish(staging: Path, folder: Path) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    staging.rename(folder)
-
-
 def build_training_corpus(
     out: str | Path,
     tile: int = 256,
@@ -273,8 +258,12 @@ def build_training_corpus(
     if not 0.0 < holdout < 0.5:
         raise ApirError(f"holdout must be in (0, 0.5), got {holdout}")
     unseen_dir = Path(unseen) if unseen is not None else out.with_name(f"{out.name}_unseen")
-    staging = _prepare(out, "corpus_info.json", force)
-    unseen_staging = _prepare(unseen_dir, "unseen_info.json", force) if packages else None
+    staging = prepare_staging(out, marker="corpus_info.json", force=force, what="apir training corpus")
+    unseen_staging = (
+        prepare_staging(unseen_dir, marker="unseen_info.json", force=force, what="apir unseen set")
+        if packages
+        else None
+    )
 
     info: dict = {
         "generator": "apir data corpus",
@@ -321,6 +310,6 @@ def build_training_corpus(
     }
     (staging / "corpus_info.json").write_text(json.dumps(info, indent=2))
     if unseen_staging is not None:
-        _publish(unseen_staging, unseen_dir)
-    _publish(staging, out)
+        publish_staging(unseen_staging, unseen_dir)
+    publish_staging(staging, out)
     return out

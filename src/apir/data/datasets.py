@@ -142,7 +142,9 @@ class TrainPatchDataset(Dataset):
     """Random training patches with on-the-fly synthetic defects and degradations.
 
     ``length`` patches make one epoch (default: 8 per image); item ``i`` of epoch ``e`` is always the
-    same patch for a given seed. Call :meth:`set_epoch` each epoch (the trainer does).
+    same patch for a given seed. Call :meth:`set_epoch` each epoch (the trainer does). With
+    ``paired`` each item also holds ``degraded_original``: the defect-free patch under the very same
+    blur and noise (for :func:`apir.losses.defect_response_loss`).
     """
 
     def __init__(
@@ -157,9 +159,11 @@ class TrainPatchDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         cache_bytes: int = 2 << 30,
+        paired: bool = False,
     ) -> None:
         if not samples:
             raise ApirError("no training images (is train/good empty?)")
+        self.paired = paired
         if not 0.0 <= defect_prob <= 1.0 or not 0.0 <= defect_ratio <= 1.0:
             raise ApirError("defect_prob and defect_ratio must be in [0, 1]")
         self.samples = list(samples)
@@ -209,8 +213,13 @@ class TrainPatchDataset(Dataset):
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             clean, mask, original = (_augment(a, k, flip) for a in (clean, mask, original))
-        degraded, level = _degrade(clean, self.degradation.sample(rng), loaded.gray)
-        return _pack(degraded, clean, original, mask, level)
+        params = self.degradation.sample(rng)
+        degraded, level = _degrade(clean, params, loaded.gray)
+        item = _pack(degraded, clean, original, mask, level)
+        if self.paired:
+            # Same blur and noise on the defect-free patch: the pair for the defect-response term.
+            item["degraded_original"] = _to_tensor(_degrade(original, params, loaded.gray)[0])
+        return item
 
 
 def _augment(arr: np.ndarray, k: int, flip: bool) -> np.ndarray:

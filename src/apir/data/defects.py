@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,18 +30,20 @@ from scipy import ndimage as ndi
 
 from apir.data.perlin import fractal_noise, perlin_noise, perlin_noise_fast
 from apir.errors import ApirError
+from apir.registry import Registry
 
 __all__ = ["DEFECT_KINDS", "Defect", "perlin_noise", "random_defect", "synthesize_defect"]
 
-DEFECT_KINDS: tuple[str, ...] = ("perlin", "scratch", "crack", "spot", "hole", "stain")
+#: Defect generators by kind, with ``min_pixels``: the smallest acceptable mask (below it a defect is a
+#: few stray pixels, not a useful example). A new kind: ``@DEFECT_GENERATORS.register("dent",
+#: min_pixels=10)`` on a generator with the signature of the built-in ones.
+DEFECT_GENERATORS: Registry[Callable[..., Any]] = Registry("defect kind")
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MIN_CHANGE = np.float32(1.05 / 255)  # a hair above the 1/255 contract, so rounding cannot break it
 _MIN_AMP = 4.0 / 255  # any positive strength still yields a (barely) measurable defect
 _MAX_ATTEMPTS = 12
 _ALPHA_CUT = 0.1  # shape opacity below which a defect's tail is dropped (alpha is 0..1 before contrast)
-# Smallest acceptable masks: below these a defect is a few stray pixels, not a useful example.
-_MIN_PIXELS = {"perlin": 8, "scratch": 10, "crack": 12, "spot": 5, "hole": 12, "stain": 40}
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 Patch = tuple[Box, np.ndarray, np.ndarray]  # box, additive delta (h×w×1 or h×w×C), shape alpha h×w in [0,1]
@@ -434,14 +437,17 @@ def _perlin(
     return box, (alpha * opacity)[..., None] * (tex - src), alpha
 
 
-_GENERATORS: dict[str, Callable[..., Patch | None]] = {
-    "perlin": _perlin,
-    "scratch": _scratch,
-    "crack": _crack,
-    "spot": _spot,
-    "hole": _hole,
-    "stain": _stain,
-}
+# The built-in kinds, in this order (random_defect draws from it: the order is part of the data).
+for _kind, _fn, _min in (
+    ("perlin", _perlin, 8),
+    ("scratch", _scratch, 10),
+    ("crack", _crack, 12),
+    ("spot", _spot, 5),
+    ("hole", _hole, 12),
+    ("stain", _stain, 40),
+):
+    DEFECT_GENERATORS.add(_kind, _fn, min_pixels=_min)
+DEFECT_KINDS: tuple[str, ...] = tuple(DEFECT_GENERATORS.names())
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -487,15 +493,18 @@ def synthesize_defect(
     (≈0.2 subtle, 1 clear; None draws it). The same seed gives the same bytes, and the same seed at
     another strength gives the same shape with another contrast (up to re-draws of invisible ones).
     """
-    if kind not in _GENERATORS:
-        raise ApirError(f"unknown defect kind {kind!r}; expected one of {', '.join(DEFECT_KINDS)}")
+    if kind not in DEFECT_GENERATORS:
+        raise ApirError(f"unknown defect kind {kind!r}; expected one of {', '.join(DEFECT_GENERATORS)}")
     img = _check_image(image)
     s = _resolve_strength(rng, strength)
     lum = img[..., 0] if img.shape[2] == 1 else img @ _LUMA
-    min_pixels = max(_MIN_PIXELS[kind], int(0.001 * img.shape[0] * img.shape[1]) if kind == "perlin" else 0)
+    min_pixels = max(
+        DEFECT_GENERATORS.meta(kind)["min_pixels"],
+        int(0.001 * img.shape[0] * img.shape[1]) if kind == "perlin" else 0,
+    )
     best: tuple[np.ndarray, np.ndarray, int] | None = None
     for _ in range(_MAX_ATTEMPTS):  # re-draw defects that clip away (e.g. a dark crack on black)
-        patch = _GENERATORS[kind](img, lum, rng, s, texture)
+        patch = DEFECT_GENERATORS.get(kind)(img, lum, rng, s, texture)
         if patch is None:
             continue
         out, mask, n = _apply(img, patch)
@@ -518,6 +527,6 @@ def random_defect(
     if not kinds:
         raise ApirError("random_defect needs at least one defect kind")
     for k in kinds:
-        if k not in _GENERATORS:
-            raise ApirError(f"unknown defect kind {k!r}; expected one of {', '.join(DEFECT_KINDS)}")
+        if k not in DEFECT_GENERATORS:
+            raise ApirError(f"unknown defect kind {k!r}; expected one of {', '.join(DEFECT_GENERATORS)}")
     return synthesize_defect(image, kinds[int(rng.integers(len(kinds)))], rng, **kw)  # type: ignore[arg-type]

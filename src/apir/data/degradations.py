@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import cv2
 import numpy as np
@@ -56,6 +56,7 @@ from pydantic import (
 )
 
 from apir.errors import ApirError
+from apir.registry import Registry
 
 PRESETS_FILE = Path(__file__).parent / "presets" / "degradations.yaml"
 
@@ -449,32 +450,25 @@ class Jpeg(_Op):
         return out.astype(np.float32) / np.float32(255.0)
 
 
+#: Every op class, once: the registry, the YAML schema's unions and the docs' table all come from here.
+#: A new op is a class like the ones above plus one entry here (pydantic needs the union when the
+#: schema classes below are built).
+OP_CLASSES: tuple[type[_Op], ...] = (
+    Identity,
+    GaussianBlur,
+    DefocusBlur,
+    MotionBlur,
+    GaussianNoise,
+    GaussianNoiseRamp,
+    PoissonGaussian,
+    Jpeg,
+)
 # Op name -> spec class; the name is the single value of the class's ``op`` Literal.
-OPS: dict[str, type[_Op]] = {
-    cls.model_fields["op"].annotation.__args__[0]: cls
-    for cls in (
-        Identity,
-        GaussianBlur,
-        DefocusBlur,
-        MotionBlur,
-        GaussianNoise,
-        GaussianNoiseRamp,
-        PoissonGaussian,
-        Jpeg,
-    )
-}
+OPS: Registry[type[_Op]] = Registry("degradation op")
+for _cls in OP_CLASSES:
+    OPS.add(_cls.model_fields["op"].annotation.__args__[0], _cls)
 
-LeafOp = Annotated[
-    Identity
-    | GaussianBlur
-    | DefocusBlur
-    | MotionBlur
-    | GaussianNoise
-    | GaussianNoiseRamp
-    | PoissonGaussian
-    | Jpeg,
-    Field(discriminator="op"),
-]
+LeafOp = Annotated[Union[OP_CLASSES], Field(discriminator="op")]  # noqa: UP007 (a runtime tuple)
 
 
 class Choice(_Strict):
@@ -510,15 +504,7 @@ def _step_tag(value: Any) -> str | None:
 
 
 Step = Annotated[
-    Annotated[Identity, Tag("identity")]
-    | Annotated[GaussianBlur, Tag("gaussian_blur")]
-    | Annotated[DefocusBlur, Tag("defocus_blur")]
-    | Annotated[MotionBlur, Tag("motion_blur")]
-    | Annotated[GaussianNoise, Tag("gaussian_noise")]
-    | Annotated[GaussianNoiseRamp, Tag("gaussian_noise_ramp")]
-    | Annotated[PoissonGaussian, Tag("poisson_gaussian")]
-    | Annotated[Jpeg, Tag("jpeg")]
-    | Annotated[Choice, Tag("choice")],
+    Union[(*(Annotated[cls, Tag(name)] for name, cls in OPS.items()), Annotated[Choice, Tag("choice")])],  # noqa: UP007
     Discriminator(
         _step_tag,
         custom_error_type="unknown_op",

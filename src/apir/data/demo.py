@@ -17,7 +17,6 @@ Gray sources stay gray (1-channel PNGs, like MVTec's grid/screw/zipper); colour 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from apir.data.defects import synthesize_defect
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import GOOD, is_category_dir, mask_path_for, original_path_for
 from apir.errors import ApirError
+from apir.fsutil import prepare_staging, publish_staging
 
 
 @dataclass(frozen=True)
@@ -136,22 +136,7 @@ def build_demo_dataset(
         )
     if not 32 <= size <= 2048:
         raise ApirError(f"--size must be between 32 and 2048, got {size}")
-    if out.exists():
-        marker = out / "demo_info.json"
-        if not force or not marker.is_file():
-            raise ApirError(
-                f"{out}: already exists"
-                + (
-                    " (pass --force to rebuild this demo dataset)"
-                    if marker.is_file()
-                    else " and is not an apir demo dataset; choose another folder"
-                )
-            )
-        shutil.rmtree(out)
-    staging = out.with_name(f".{out.name}.building")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging = prepare_staging(out, marker="demo_info.json", force=force, what="apir demo dataset")
     start = time.perf_counter()
     info: dict = {"generator": "apir data demo", "size": size, "seed": seed, "categories": {}}
     for index, name in enumerate(tqdm(names, desc="demo dataset", unit="cat", disable=not show_progress)):
@@ -161,8 +146,7 @@ def build_demo_dataset(
         info["categories"][name]["licence"] = src.licence
     info["seconds"] = round(time.perf_counter() - start, 2)
     (staging / "demo_info.json").write_text(json.dumps(info, indent=2))
-    # Built in a hidden folder and renamed at the end, so an interrupted build leaves no half dataset.
-    staging.rename(out)
+    publish_staging(staging, out)
     return out
 
 

@@ -52,6 +52,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from apir.errors import ApirError
+from apir.registry import Registry
 
 __all__ = ["DetectorConfig", "ReferenceDetector"]
 
@@ -151,6 +152,12 @@ class _Group:
         return (dist / self.radius[index]).astype(np.float32)
 
 
+#: Detectors the detection check can use, by name; a new one is a class with fit / score_map /
+#: image_score and this decorator.
+DETECTORS: Registry[type] = Registry("detector")
+
+
+@DETECTORS.register("reference")
 class ReferenceDetector:
     """Per-category anomaly detector from handcrafted features; no pretrained weights.
 

@@ -40,14 +40,15 @@ def model_method(
     """A checkpoint / run directory / shipped model as a restore function.
 
     ``keep_input`` adds back that share of (input − output), the trade-off knob of
-    :func:`apir.restore.tiling.restore_rgb`. For noise-level-aware models ``noise_level`` is None
+    :func:`apir.restore.api.restore_rgb`. For noise-level-aware models ``noise_level`` is None
     (estimated from each image: blind), a σ (0-255), or ``"true"``: the degradation's own σ, as CBM3D
     gets it; ``strength`` multiplies it. Blind models ignore σ. All are recorded in ``model_info``.
     """
+    from apir.restore.api import check_keep_input, restore_rgb
     from apir.restore.engine import check_engine, with_engine
     from apir.restore.loading import resolve_model
     from apir.restore.noise_level import check_noise_level, check_strength
-    from apir.restore.tiling import check_keep_input, check_tiling, restore_rgb
+    from apir.restore.tiling import check_tiling
 
     keep_input = check_keep_input(keep_input)
     check_tiling(tile, overlap)  # before loading: a bad --tile/--overlap fails at once

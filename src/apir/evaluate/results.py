@@ -176,6 +176,10 @@ class DetectionCategory(_Model):
     auroc_preservation: Metric = None
     auroc_preservation_degraded: Metric = None
     image_auroc_preservation: Metric = None
+    #: The users' protocol: the detector fitted on train/good degraded the same way and restored by
+    #: the same method ("restored"), or degraded only ("degraded"), and tested on the same kind of
+    #: images (:class:`apir.evaluate.detection.DetectionRun`, ``fit="both"``).
+    fit_on_restored: dict[str, VariantScores] | None = None
     fit_seconds: Metric = None
     score_seconds: Metric = None
     restore_seconds: Metric = None

@@ -178,6 +178,7 @@ def evaluate(
     max_per_category: int | None = None,
     detector: bool = False,
     detector_maps: int = 2,
+    detector_fit: str = "both",
     follow_symlinks: bool = False,
 ) -> dict[str, Any]:
     """Restore and score every ``split`` image (good and defective) of ``root``; write ``out_dir``.
@@ -194,7 +195,9 @@ def evaluate(
 
     ``detector`` adds the downstream anomaly-detection check (:func:`apir.evaluate.detection.detection_check`:
     a reference detector fitted on clean ``train/good`` scores the clean, degraded and restored test
-    images) under the key ``detection``, with ``detector_maps`` detection-map figures per category.
+    images) under the key ``detection``, with ``detector_maps`` detection-map figures per category;
+    ``detector_fit="both"`` (default) adds the users' protocol, a detector fitted on degraded and on
+    restored ``train/good`` (``fit_on_restored``), "clean" leaves it out.
 
     A defective image without a mask is an error before any work: scored with an all-zero mask it
     would count as defect-free and skew every "in defect" number. ``follow_symlinks`` follows links
@@ -252,6 +255,7 @@ def evaluate(
             save_maps=detector_maps,
             out_dir=out,
             crop=crop,
+            fit=detector_fit,
         )
     by_name = {c.name: c for c in cats}
 

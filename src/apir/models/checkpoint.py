@@ -160,6 +160,12 @@ def _build_checked(path: Path, header: dict[str, Any], shapes: dict[str, tuple[i
             f"(limit {MAX_PARAMETERS:.2e}); the header is wrong or edited"
         )
     expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    _check_fit(expected, {k: tuple(v) for k, v in shapes.items()}, path)
+    return config
+
+
+def _check_fit(expected: dict[str, tuple], shapes: dict[str, tuple], source: str | Path) -> None:
+    """One-line error if the checkpoint's weight names or shapes differ from the model's."""
     weights = {k: v for k, v in shapes.items() if not k.startswith(OPTIM_PREFIX)}
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -172,8 +178,7 @@ def _build_checked(path: Path, header: dict[str, Any], shapes: dict[str, tuple[i
             if unexpected
             else f"shape of {wrong[0]} is {weights[wrong[0]]}, expected {expected[wrong[0]]}"
         )
-        raise ApirError(f"{printable(path)}: checkpoint does not fit this model ({detail})")
-    return config
+        raise ApirError(f"{printable(source)}: checkpoint does not fit this model ({detail})")
 
 
 def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -191,20 +196,8 @@ def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
     """Load model weights, turning architecture mismatches into a one-line error."""
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        detail = (
-            f"missing {missing[:2]}"
-            if missing
-            else f"unexpected {unexpected[:2]}"
-            if unexpected
-            else f"shape of {wrong[0]} is {tuple(weights[wrong[0]].shape)}, "
-            f"expected {tuple(expected[wrong[0]].shape)}"
-        )
-        raise ApirError(f"{source}: checkpoint does not fit this model ({detail})")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_fit(expected, {k: tuple(v.shape) for k, v in weights.items()}, source)
     model.load_state_dict(weights)
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from apir.errors import ApirError
+from apir.registry import Registry
 
 T = TypeVar("T", bound=Callable[..., nn.Module])
 
@@ -29,7 +30,8 @@ class _Entry:
     accepted: tuple[str, ...] | None = None  # None: the builder takes **kwargs, accept anything
 
 
-_REGISTRY: dict[str, _Entry] = {}
+#: Architectures by name (the same :class:`apir.registry.Registry` as every other plug-in kind).
+_REGISTRY: Registry[_Entry] = Registry("model")
 
 
 def _accepted_kwargs(builder: Callable[..., nn.Module]) -> tuple[str, ...] | None:
@@ -49,12 +51,10 @@ def register_model(name: str, **defaults: Any) -> Callable[[T], T]:
     """
 
     def decorator(builder: T) -> T:
-        if name in _REGISTRY:
-            raise ValueError(f"model name {name!r} is already registered")
         accepted = _accepted_kwargs(builder)
         if accepted is not None and (bad := sorted(set(defaults) - set(accepted))):
             raise ValueError(f"defaults {bad} of model {name!r} are not arguments of {builder.__name__}")
-        _REGISTRY[name] = _Entry(builder, copy.deepcopy(defaults), accepted)
+        _REGISTRY.add(name, _Entry(builder, copy.deepcopy(defaults), accepted))
         if isinstance(builder, type) and "registry_name" not in vars(builder):
             builder.registry_name = name  # type: ignore[attr-defined]
         return builder
@@ -64,12 +64,12 @@ def register_model(name: str, **defaults: Any) -> Callable[[T], T]:
 
 def list_models() -> list[str]:
     """All registered model names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY.names())
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the model registered as ``name``; unknown names or arguments are one-line ApirErrors."""
-    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    entry = _REGISTRY[name] if isinstance(name, str) and name in _REGISTRY else None
     if entry is None:
         raise ApirError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if entry.accepted is not None and (unknown := sorted(set(kwargs) - set(entry.accepted))):

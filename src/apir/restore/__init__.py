@@ -18,7 +18,7 @@ from typing import Any
 _EXPORTS = {
     "resolve_model": "apir.restore.loading",
     "restore_tensor": "apir.restore.tiling",
-    "restore_array": "apir.restore.tiling",
+    "restore_array": "apir.restore.api",
     "restore_paths": "apir.restore.files",
     "RestoreSummary": "apir.restore.files",
     "export_onnx": "apir.restore.export",

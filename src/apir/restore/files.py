@@ -57,6 +57,7 @@ from tqdm import tqdm
 
 from apir import __version__
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images
+from apir.device import select_device
 from apir.errors import ApirError
 from apir.fsutil import (
     check_free_space,
@@ -68,10 +69,11 @@ from apir.fsutil import (
 )
 from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
+from apir.restore.api import check_keep_input
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
-from apir.restore.tiling import check_keep_input, check_tiling, plan_tiles, select_device
+from apir.restore.tiling import check_tiling, plan_tiles
 from apir.restore.work import FileTask, Outcome, restore_file
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]

@@ -41,7 +41,7 @@ def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    from apir.restore.tiling import select_device
+    from apir.device import select_device
 
     return select_device("auto" if device is None else device)
 

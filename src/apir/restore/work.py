@@ -128,7 +128,7 @@ def restore_file(
     ``progress(model, shape)`` may return a context manager yielding a tile callback (the local run's
     tile bar); ``begin(rel)`` is called just before the output is written (the local journal).
     """
-    from apir.restore.tiling import restore_rgb
+    from apir.restore.api import restore_rgb
 
     src, dst = Path(task.src), Path(task.dst)
     rel = dst.relative_to(out_dir).as_posix()

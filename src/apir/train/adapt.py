@@ -34,7 +34,11 @@ def _base_checkpoint(base: str | Path | None) -> Path:
 
 
 def adapt_config(
-    data: str | Path, category: str, base: str | Path | None = None, minutes: float = DEFAULT_MINUTES
+    data: str | Path,
+    category: str,
+    base: str | Path | None = None,
+    minutes: float = DEFAULT_MINUTES,
+    survival: float = 0.0,
 ) -> RunConfig:
     """The run config of an adaptation of ``base`` (default: the shipped model) to ``category``."""
     if not minutes > 0:
@@ -62,7 +66,7 @@ def adapt_config(
                 "val_crop": 192,
                 "num_workers": 0,
             },
-            "loss": {"alpha": 0.3},
+            "loss": {"alpha": 0.3, "pair_weight": float(survival)},
             "optim": {"name": "adamw", "lr": 2e-4, "betas": [0.9, 0.9], "grad_clip": 0.5},
             "train": {"epochs": 100000, "max_minutes": float(minutes), "seed": 0},
         },
@@ -79,6 +83,9 @@ def adapt(
     base: str | Path | None = None,
     force: bool = False,
     show_progress: bool = True,
+    survival: float = 0.0,
 ) -> TrainResult:
-    """Fine-tune ``base`` on ``data/category/train/good`` into the run directory ``out``."""
-    return train(adapt_config(data, category, base, minutes), out, force=force, show_progress=show_progress)
+    """Fine-tune ``base`` on ``data/category/train/good`` into the run directory ``out``; ``survival``
+    is the weight of the paired defect-response term (:func:`apir.losses.defect_response_loss`)."""
+    config = adapt_config(data, category, base, minutes, survival)
+    return train(config, out, force=force, show_progress=show_progress)

@@ -57,6 +57,10 @@ class LossConfig(_Strict):
     alpha: float = Field(0.3, ge=0, le=1)
     normalize: Literal["all", "mask"] = "all"
     base: Literal["mse", "charbonnier"] = "mse"
+    pair_weight: float = Field(
+        0.0, ge=0, description="weight of the paired defect-response term (0 = off; field notes: 0.2)"
+    )
+    pair_rim: int = Field(2, ge=0, le=16, description="pixels the defect mask grows by for that term")
 
 
 class OptimConfig(_Strict):

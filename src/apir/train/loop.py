@@ -30,7 +30,7 @@ from apir.errors import ApirError
 from apir.evaluate.metrics import masked_psnr, psnr, ssim
 from apir.fsutil import atomic_write_bytes, check_free_space, os_error_reason
 from apir.locking import LOCK_NAME, RunLock
-from apir.losses import AnomalyWeightedLoss
+from apir.losses import AnomalyWeightedLoss, defect_response_loss
 from apir.models import create_model
 from apir.models.checkpoint import (
     BEST,
@@ -42,6 +42,7 @@ from apir.models.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from apir.precision import amp_dtype
 from apir.train.config import RunConfig, dump_config
 from apir.train.distributed import DistContext, any_rank, barrier, cleanup, init_distributed, mean_over_ranks
 
@@ -71,20 +72,6 @@ class TrainResult:
     last_metrics: dict[str, float]
     model: nn.Module
     stopped_early: bool
-
-
-def _amp_dtype(choice: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision: "auto" uses it on CUDA (bf16 where supported) and not on CPU; "bf16" also on a
-    CPU with bf16 instructions (AVX512-BF16/AMX: measured 1.17× faster training steps here)."""
-    if choice == "off" or (device.type != "cuda" and choice != "bf16"):
-        return None
-    if device.type != "cuda":
-        return torch.bfloat16
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
 
 
 def _never_started(run_dir: Path) -> bool:
@@ -332,6 +319,7 @@ def _train_locked(
         defect_prob=config.data.defect_prob,
         defect_ratio=config.data.defect_ratio,
         seed=seed,
+        paired=config.loss.pair_weight > 0,
     )
     val_ds = EvalImageDataset(
         val_samples, degradation, seed=seed, synthetic_defects=True, crop=config.data.val_crop
@@ -355,7 +343,7 @@ def _train_locked(
         init = _init_path(config.model.init)
         widened = init_from_checkpoint(model, read_checkpoint(init)[0], init)
         log.info("initialised from %s%s", init, f" (widened: {', '.join(widened)})" if widened else "")
-    amp = _amp_dtype(config.train.amp, device)
+    amp = amp_dtype(config.train.amp, device, training=True)
     use_cl = config.train.channels_last == "on" or (
         config.train.channels_last == "auto" and device.type == "cuda"
     )
@@ -443,9 +431,20 @@ def _train_locked(
             x = model_input(model, x, batch["level"].to(device, non_blocking=True))
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
+            pair = config.loss.pair_weight > 0
+            if pair:  # one forward pass over the patches with and without their defects
+                x0 = model_input(model, batch["degraded_original"].to(device), batch["level"].to(device))
+                x = torch.cat([x, x0.contiguous(memory_format=torch.channels_last) if use_cl else x0])
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = net(x)
-            loss = criterion(out.float(), y, m)
+            out = out.float()
+            if pair:
+                out, out0 = out.chunk(2)
+                loss = criterion(out, y, m) + config.loss.pair_weight * defect_response_loss(
+                    out, out0, y, batch["original"].to(device), m, config.loss.pair_rim
+                )
+            else:
+                loss = criterion(out, y, m)
             if any_rank(ctx, not torch.isfinite(loss).item(), device):
                 raise ApirError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {global_step + 1}: training "

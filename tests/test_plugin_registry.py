@@ -1,0 +1,65 @@
+"""One registry mechanism: adding a plug-in is one function or class and one decorator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apir.data.defects import DEFECT_GENERATORS, DEFECT_KINDS, synthesize_defect
+from apir.data.degradations import OPS, DegradationPipeline
+from apir.errors import ApirError
+from apir.evaluate.baselines import BASELINES, get_baseline
+from apir.evaluate.detector import DETECTORS, ReferenceDetector
+from apir.registry import Registry
+
+
+def test_register_get_and_one_line_errors():
+    reg: Registry[int] = Registry("widget")
+    reg.add("a", 1)
+
+    @reg.register("f", colour="red")
+    def f():
+        return 2
+
+    assert reg.get("f") is f and reg.meta("f") == {"colour": "red"} and reg.names() == ["a", "f"]
+    with pytest.raises(ApirError, match=r"unknown widget 'b' \(available: a, f\)"):
+        reg.get("b")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.add("a", 3)
+
+
+def test_a_new_baseline_is_one_decorated_function(monkeypatch):
+    monkeypatch.setattr(BASELINES, "_entries", dict(BASELINES._entries))
+    monkeypatch.setattr(BASELINES, "_meta", dict(BASELINES._meta))
+
+    @BASELINES.register("half")
+    def half(image, sigma):
+        return image * 0.5
+
+    img = np.ones((4, 4, 3), np.float32)
+    assert get_baseline("half")(img, 10.0).max() == 0.5
+    from apir.cli import baseline_names
+
+    assert "half" in baseline_names()
+
+
+def test_a_new_defect_kind_is_one_decorated_generator(monkeypatch):
+    monkeypatch.setattr(DEFECT_GENERATORS, "_entries", dict(DEFECT_GENERATORS._entries))
+    monkeypatch.setattr(DEFECT_GENERATORS, "_meta", dict(DEFECT_GENERATORS._meta))
+
+    @DEFECT_GENERATORS.register("dot", min_pixels=1)
+    def dot(img, lum, rng, s, tex):
+        delta = np.zeros((3, 3, img.shape[2]), np.float32)
+        delta[1, 1] = -0.5
+        return (10, 13, 10, 13), delta, np.pad(np.ones((1, 1)), 1)
+
+    image = np.full((32, 32, 3), 0.8, np.float32)
+    out = synthesize_defect(image, "dot", np.random.default_rng(0))
+    assert out.mask.sum() == 1 and out.mask[11, 11]
+    assert DEFECT_KINDS == ("perlin", "scratch", "crack", "spot", "hole", "stain")  # built-ins, in order
+
+
+def test_ops_and_detectors_come_from_registries():
+    assert "gaussian_noise_ramp" in OPS and DETECTORS.get("reference") is ReferenceDetector
+    with pytest.raises(ApirError, match="gaussian_noise_ramp"):
+        DegradationPipeline([{"op": "nope"}])
