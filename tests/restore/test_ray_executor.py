@@ -21,6 +21,8 @@ from apir.restore.files import restore_paths
 from apir.restore.ray_executor import RayOptions, check_executor
 
 HERE = Path(__file__).resolve().parent
+# A Ray job that cannot get its actors scheduled waits forever; fail instead (CI has 90 minutes).
+pytestmark = pytest.mark.timeout(300)
 
 
 def _files(root: Path) -> dict[str, str]:
