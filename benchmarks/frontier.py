@@ -256,7 +256,10 @@ def plot_frontier(curves: dict[str, dict[str, list[dict[str, Any]]]], out: Path)
         ):
             ax = axes[row][j]
             for curve, points in curves[preset].items():
-                pts = sorted((p["psnr"], p[key], p["knob"]) for p in points if p[key] is not None)
+                # In knob order: a knob that first raises then lowers overall PSNR (CBM3D's σ scale,
+                # --strength) draws as the path it is, not as a zigzag sorted by PSNR.
+                pts = [(p["psnr"], p[key], p["knob"]) for p in sorted(points, key=lambda q: q["knob"])]
+                pts = [q for q in pts if q[1] is not None]
                 if not pts:
                     continue
                 xs, ys, ks = zip(*pts, strict=True)
