@@ -419,7 +419,10 @@ def _build(
             if isinstance(err, ApirError)
             else f"{err.filename or staging}: {os_error_reason(err)}"
         )
-        if entries and (kept_going or not created):
+        # A failed Ray job may have finished images on its workers before the driver heard of them:
+        # keep the staging folder then too (resume verifies what it finds and redoes the rest).
+        ray_failed = ray is not None and message.startswith("the Ray job failed")
+        if (entries and (kept_going or not created)) or ray_failed:
             raise ApirError(
                 f"{printable(message)}; the finished part is kept, rerun with --resume to continue"
             ) from None
