@@ -43,7 +43,10 @@ def ray_instance():
     mp = pytest.MonkeyPatch()
     # Workers import the helpers module by name; they inherit the environment Ray starts with.
     mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # 8 logical CPUs on the 2-core machine: the actors of a job that failed (by design, in several
+    # tests) may still hold their CPUs for a moment when the next job asks for its own; with only 2
+    # logical CPUs the next job's actor pool then waited forever (seen in CI runs).
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
     mp.undo()
