@@ -53,34 +53,27 @@ def test_evaluate_with_detector_restores_each_image_once(tiny_demo, tmp_path):
         calls.append(sigma)
         return image
 
-    result = evaluate(
-        tiny_demo,
-        tmp_path / "r",
-        method="identity",
-        restore_fn=restore,
-        degradation="noise25",
-        show_progress=False,
-        save_images=0,
-        detector=True,
-        detector_maps=0,
-    )
-    # Each test image once; with the users' protocol (the default) each train/good image once more.
+    def run(fit: str) -> dict:
+        calls.clear()
+        return evaluate(
+            tiny_demo,
+            tmp_path / fit,
+            method="identity",
+            restore_fn=restore,
+            degradation="noise25",
+            show_progress=False,
+            save_images=0,
+            detector=True,
+            detector_maps=0,
+            detector_fit=fit,
+        )
+
+    result = run("both")  # the default
+    # Each test image once; with the users' protocol each train/good image once more.
     n_train = sum(c["n_train"] for c in result["detection"]["categories"].values())
     assert len(calls) == result["overall"]["n_images"] + n_train
     assert result["detection"]["overall"]["restored"] == result["detection"]["overall"]["degraded"]
-    calls.clear()
-    evaluate(
-        tiny_demo,
-        tmp_path / "r2",
-        method="identity",
-        restore_fn=restore,
-        degradation="noise25",
-        show_progress=False,
-        save_images=0,
-        detector=True,
-        detector_maps=0,
-        detector_fit="clean",
-    )
+    run("clean")
     assert len(calls) == result["overall"]["n_images"]
 
 
