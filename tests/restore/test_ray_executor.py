@@ -10,6 +10,7 @@ import builtins
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -38,18 +39,33 @@ def _files(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
+def ray_cluster():
     ray = pytest.importorskip("ray")
     mp = pytest.MonkeyPatch()
     # Workers import the helpers module by name; they inherit the environment Ray starts with.
     mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p))
-    # 8 logical CPUs on the 2-core machine: the actors of a job that failed (by design, in several
-    # tests) may still hold their CPUs for a moment when the next job asks for its own; with only 2
-    # logical CPUs the next job's actor pool then waited forever (seen in CI runs).
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # The machine's 2 CPUs: a job that left actors behind would starve the next one, and the
+    # ``ray_instance`` fixture fails the test that left them.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
     mp.undo()
+
+
+@pytest.fixture
+def ray_instance(ray_cluster):
+    """The module's Ray instance; after the test, every CPU of it must be free again within seconds.
+
+    A job that ended (finished, failed, or stopped at a fatal outcome) must not leave actors holding
+    CPUs: the next job's actor pool would wait for them forever (seen in CI before jobs were stopped
+    explicitly).
+    """
+    yield ray_cluster
+    total = ray_cluster.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + 20
+    while ray_cluster.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray_cluster.available_resources().get("CPU", 0) == total, "a finished Ray job still holds CPUs"
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ inference engine that runs the model's forward pass, which is independent of whe
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import logging
 import math
@@ -194,6 +195,27 @@ def _plan(options: RayOptions, n_tasks: int) -> tuple[int, int]:
     return workers, threads
 
 
+def _stop_job(ds: Any, rows: Iterator[Any]) -> None:
+    """Stop a finished, failed or abandoned job now, so its actors free their CPUs and GPUs at once.
+
+    Ray Data releases a stopped job's actors by dropping their handles, and some of those handles
+    sit in reference cycles: an actor that outlived a failed job (seen: one of two after a SIGKILL
+    with retries off) held its CPUs until the next garbage collection, and the next job's actor
+    pool waited for them, in CI forever. Ray Data has no public call that stops a streaming job
+    and kills its actors, so this closes the iterator, shuts the dataset's executor down with
+    ``force=True`` through its private attribute (guarded: a Ray without it skips the step; a job
+    that already stopped itself ignores it); the caller then drops its references and collects
+    the cycles.
+    """
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+    shutdown = getattr(getattr(ds, "_current_executor", None), "shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(Exception):
+            shutdown(force=True)
+
+
 def run_on_ray(
     tasks: Sequence[Any],
     setup: Callable[[], Callable[[Any], Outcome]],
@@ -212,8 +234,12 @@ def run_on_ray(
     started = _connect(options)
     try:
         workers, threads = _plan(options, len(tasks))
-        for name in ("ray", "ray.data"):  # one progress bar and apir's own lines, not Ray's INFO log
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # One progress bar and apir's own one-line errors, not Ray's log. CRITICAL, not ERROR: Ray
+        # Data logs a failed task's exception with its traceback, and a log record that a handler
+        # keeps (pytest's capture, an application's memory handler) keeps the job's actors alive
+        # through that traceback, holding their CPUs (seen: the next job waited for them forever).
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver shows one bar for the whole job
         ctx.verbose_progress = False
@@ -238,6 +264,7 @@ def run_on_ray(
                 **extra,
             )
         rows = iter(ds.iter_rows())
+        failure = None
         try:
             for row in rows:
                 yield Outcome.model_validate_json(row["outcome"])
@@ -245,13 +272,15 @@ def run_on_ray(
             raise
         except Exception as err:  # a worker lost beyond its retries, a node gone: one line, no traceback
             first = (str(err).strip().splitlines() or [""])[0]
-            raise ApirError(f"the Ray job failed ({type(err).__name__}: {first[:300]})") from None
+            failure = f"the Ray job failed ({type(err).__name__}: {first[:300]})"
         finally:
-            # Stopped early (a fatal outcome): shut the job down now, so its actors free their CPUs
-            # and GPUs for the next job instead of waiting for garbage collection.
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()
+            _stop_job(ds, rows)
+            del ds, rows  # the job's last references from here: collected below
+            gc.collect()
+        if failure is not None:
+            # Raised outside the ``except`` block on purpose: an exception raised inside it keeps
+            # Ray's error (and through its traceback the job's executor and actors) as its context.
+            raise ApirError(failure)
     finally:
         if started:
             ray.shutdown()
