@@ -73,3 +73,20 @@ def test_milestone_at_the_reference_psnr():
     assert m["passed"]
     assert not milestone(shifted(0.5, 0.1), ref)["passed"]
     assert milestone(shifted(1.0, 0.1, psnrs=(29.0, 29.5)), ref) is None
+
+
+def test_a_curve_that_turns_back_is_compared_with_its_better_branch():
+    # CBM3D's σ scale: overall PSNR rises, then falls as the knob grows; at PSNR 27 the under-smoothing
+    # branch (knob 0.5 -> 1.0) keeps more of the defect than the over-smoothing one (1.0 -> 1.5).
+    turning = [
+        {"knob": 0.5, "psnr": 26.0, "psnr_defect": 26.0, "retention": 0.95},
+        {"knob": 1.0, "psnr": 28.0, "psnr_defect": 25.0, "retention": 0.85},
+        {"knob": 1.5, "psnr": 26.0, "psnr_defect": 22.0, "retention": 0.70},
+    ]
+    assert interpolate(turning, 27.0, "psnr_defect") == pytest.approx(25.5)  # not 23.5, not a splice
+    assert interpolate(turning, 27.0, "retention") == pytest.approx(0.90)
+    # above the lower branch only
+    between = [{"knob": 1.0, "psnr": 27.0, "psnr_defect": 24.0, "retention": 0.80}]
+    v = dominance(between, turning)
+    assert v["points_compared"] == 1 and not v["somewhere"]
+    assert v["mean_defect_margin"] == pytest.approx(-1.5)
