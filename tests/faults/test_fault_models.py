@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,19 @@ def test_overflowing_weights_are_an_error_in_evaluate(tiny_demo, tmp_path, capsy
     argv = ["evaluate", "--data", str(tiny_demo), "-o", str(tmp_path / "r"), "--model", str(bad)]
     assert main([*argv, "--max-per-category", "1", "--categories", "brick"]) == 2
     assert "NaN or infinite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit", [_nan_all, _times_1e38], ids=["nan-weights", "overflowing-output"])
+def test_restore_dataset_stops_on_nan_with_one_line_and_no_output(tiny_demo, tmp_path, capsys, edit):
+    good = save_model(tmp_path / "m.safetensors", blur_model())
+    bad = rewrite_tensors(good, tmp_path / "bad.safetensors", edit)
+    out = tmp_path / "restored"
+    argv = ["restore-dataset", str(tiny_demo), "-o", str(out), "--model", str(bad)]
+    assert main([*argv, "--degradation", "noise25"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [x for x in re.split(r"[\r\n]", err) if x.startswith("apir: error")]  # the bar aside
+    assert "NaN or infinite" in line and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_export_parity_sees_nan(tmp_path):

@@ -136,3 +136,55 @@ def test_not_enough_space_for_checkpoints_is_refused_up_front(
     assert main(argv) == 2
     _one_line(capsys, "not enough free space for the checkpoints")
     assert [p.name for p in run.iterdir()] == []
+
+
+def _nan_checkpoint(tmp_path, config_path: str) -> Path:
+    """A checkpoint of the tiny config's model whose weights are all NaN."""
+    import torch
+    from faultkit import save_model
+
+    from apir.models import create_model
+
+    model_cfg = yaml.safe_load(Path(config_path).read_text())["model"]
+    model = create_model(model_cfg["name"], **model_cfg["kwargs"])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    return save_model(tmp_path / "nan.safetensors", model)
+
+
+def test_nan_init_weights_are_refused_before_the_run_directory_is_touched(
+    tiny_demo, tiny_train_config, tmp_path, capsys
+):
+    bad = _nan_checkpoint(tmp_path, _config(tmp_path, tiny_train_config))
+    config = _config(tmp_path, tiny_train_config, model__init=str(bad))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_demo), "--out", str(run), "--config", config]) == 2
+    _one_line(capsys, "nan.safetensors", "NaN or infinite")
+    assert not run.exists()
+
+
+def test_resuming_from_a_nan_checkpoint_is_one_line(tiny_demo, tiny_train_config, tmp_path, capsys):
+    config = _config(tmp_path, tiny_train_config)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_demo), "--out", str(run), "--config", config]) == 0
+    capsys.readouterr()
+    from faultkit import rewrite_tensors
+
+    def nan_weights(tensors):  # header and optimizer state kept; every float tensor becomes NaN
+        for t in tensors.values():
+            if t.is_floating_point():
+                t.fill_(float("nan"))
+
+    rewrite_tensors(run / "last.safetensors", run / "last.safetensors", nan_weights)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2"]) == 2
+    _one_line(capsys, "last.safetensors", "NaN or infinite")
+
+
+def test_adapt_refuses_a_nan_base_model(tiny_demo, tiny_train_config, tmp_path, capsys):
+    bad = _nan_checkpoint(tmp_path, _config(tmp_path, tiny_train_config))
+    out = tmp_path / "adapted"
+    argv = ["adapt", "--data", str(tiny_demo), "--category", "brick", "-o", str(out), "--model", str(bad)]
+    assert main([*argv, "--minutes", "0.05"]) == 2
+    _one_line(capsys, "nan.safetensors", "NaN or infinite")
+    assert not out.exists()

@@ -194,7 +194,10 @@ def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load model weights, turning architecture mismatches into a one-line error."""
+    """Load model weights, turning architecture mismatches and NaN/infinite weights into one-line
+    errors: every path that loads weights (restore, a training warm start, ``apir adapt``'s base, a
+    resumed run) refuses a broken checkpoint before it computes anything with it."""
+    check_finite(tensors, source)
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_fit(expected, {k: tuple(v.shape) for k, v in weights.items()}, source)
@@ -276,7 +279,6 @@ def load_model(spec: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
     header, shapes = read_header(path)
     config = _build_checked(path, header, shapes)  # before any tensor is read or allocated
     tensors, header = read_checkpoint(path)
-    check_finite(tensors, path)
     model = create_model(header["model"]["name"], **config)
     load_weights(model, tensors, path)
     return model.to(map_location), header

@@ -35,6 +35,7 @@ from apir.models import create_model
 from apir.models.checkpoint import (
     BEST,
     LAST,
+    check_finite,
     init_from_checkpoint,
     load_optimizer,
     load_weights,
@@ -262,6 +263,11 @@ def _train(
     if not val_samples:
         raise ApirError("no validation images (set data.val_fraction > 0 or add images)")
     n_params = check_model_config(config)
+    init = None
+    if config.model.init and not resume:  # read and checked (NaN weights refused) before any write
+        path = _init_path(config.model.init)
+        init = (path, read_checkpoint(path)[0])
+        check_finite(init[1], path)
     with contextlib.ExitStack() as stack:
         if ctx.is_main:
             stack.enter_context(RunLock(run_dir / LOCK_NAME, f"run directory {run_dir}"))
@@ -271,7 +277,7 @@ def _train(
         barrier(ctx)
         _setup_logging(run_dir, ctx.is_main)
         return _train_locked(
-            config, run_dir, resume, show_progress, device, ctx, degradation, train_samples, val_samples
+            config, run_dir, resume, show_progress, device, ctx, degradation, train_samples, val_samples, init
         )
 
 
@@ -309,6 +315,7 @@ def _train_locked(
     degradation,
     train_samples: list[Sample],
     val_samples: list[Sample],
+    init: tuple[Path, dict[str, torch.Tensor]] | None,
 ) -> TrainResult:
     seed = config.train.seed
     train_ds = TrainPatchDataset(
@@ -339,10 +346,9 @@ def _train_locked(
 
     torch.manual_seed(seed)
     model = create_model(config.model.name, **config.model.kwargs).to(device)
-    if config.model.init and not resume:
-        init = _init_path(config.model.init)
-        widened = init_from_checkpoint(model, read_checkpoint(init)[0], init)
-        log.info("initialised from %s%s", init, f" (widened: {', '.join(widened)})" if widened else "")
+    if init is not None:
+        widened = init_from_checkpoint(model, init[1], init[0])
+        log.info("initialised from %s%s", init[0], f" (widened: {', '.join(widened)})" if widened else "")
     amp = amp_dtype(config.train.amp, device, training=True)
     use_cl = config.train.channels_last == "on" or (
         config.train.channels_last == "auto" and device.type == "cuda"
