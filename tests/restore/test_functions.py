@@ -1,4 +1,4 @@
-"""The shared restore-function helpers: output checks and the memoizing wrapper."""
+"""The shared restore-function helpers: output checks, and each evaluation case restored once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from apir.errors import ApirError
 from apir.evaluate.runner import evaluate
-from apir.restore.functions import MemoizedRestore, check_restored
+from apir.restore.functions import check_restored, restore_cases
 
 
 class _Counting:
@@ -20,30 +20,21 @@ class _Counting:
         return image + sigma / 255.0
 
 
-def test_memoized_restore_returns_the_same_output_once_computed():
-    fn = _Counting()
-    memo = MemoizedRestore(fn)
-    x = np.random.default_rng(0).random((8, 9, 3), dtype=np.float32)
-    a = memo(x.copy(), 10.0)
-    b = memo(x.copy(), 10.0)
-    assert fn.calls == 1 and memo.hits == 1
-    np.testing.assert_array_equal(a, b)
-    b += 1  # a returned copy, not the cached array
-    np.testing.assert_array_equal(memo(x.copy(), 10.0), a)
-    memo(x.copy(), 11.0)  # another σ is another call
-    memo(x[::-1].copy(), 10.0)  # other pixels too
-    assert fn.calls == 3
+def test_restore_cases_restores_each_case_once_and_leaves_the_case_intact(tiny_demo):
+    from apir.data.cases import iter_cases
+    from apir.data.degradations import get_degradation
+    from apir.data.mvtec import load_dataset
 
-
-def test_memoized_restore_stays_within_its_budget():
+    samples = list(load_dataset(tiny_demo, ["brick"])[0].test)
+    cases = list(iter_cases(samples, get_degradation("noise25"), seed=0))
+    before = [c.degraded.copy() for c in cases]
     fn = _Counting()
-    x = np.zeros((4, 4, 3), np.float32)
-    memo = MemoizedRestore(fn, max_bytes=x.nbytes)  # room for one output
-    memo(x.copy(), 1.0)
-    memo(x.copy() + 0.1, 1.0)  # not stored
-    memo(x.copy() + 0.1, 1.0)
-    memo(x.copy(), 1.0)  # stored: a hit
-    assert fn.calls == 3 and memo.hits == 1
+    done = list(restore_cases(cases, fn))
+    assert fn.calls == len(cases) == len(done) == len(samples)
+    for d, degraded in zip(done, before, strict=True):
+        np.testing.assert_array_equal(d.case.degraded, degraded)  # fn got a copy, modified in place
+        np.testing.assert_allclose(d.restored, np.clip(degraded * 0.5 + d.case.sigma / 255.0, 0, 1))
+        assert d.case.sigma > 0 and d.seconds >= 0
 
 
 def test_evaluate_with_detector_restores_each_image_once(tiny_demo, tmp_path):

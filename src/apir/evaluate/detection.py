@@ -49,8 +49,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from apir.data.datasets import EvalImageDataset, load_sample, to_hwc
-from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
+from apir.data.cases import iter_cases
+from apir.data.datasets import load_sample
+from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
@@ -58,7 +59,7 @@ from apir.evaluate.detector import DETECTORS
 from apir.evaluate.results import DETECTION_SCHEMA, Detection, json_safe
 from apir.fsutil import atomic_write_bytes
 from apir.report.detection_maps import VARIANTS, detection_figure
-from apir.restore.functions import RestoreFn, check_restored
+from apir.restore.functions import RestoredCase, RestoreFn, restore_cases
 
 __all__ = ["SCHEMA", "VARIANTS", "DetectionRun", "Detector", "detection_check", "frozen_threshold"]
 
@@ -294,15 +295,27 @@ class DetectionRun:
             return []
         return tests
 
-    def run_category(self, cat: Category, tests: Sequence[Sample], bar: Any = None) -> None:
-        """Fit a detector on ``cat``'s clean train/good, score ``tests`` three ways, store the metrics."""
+    def run_category(
+        self,
+        cat: Category,
+        tests: Sequence[Sample],
+        bar: Any = None,
+        restored: Sequence[RestoredCase] | None = None,
+    ) -> None:
+        """Fit a detector on ``cat``'s clean train/good, score ``tests`` three ways, store the metrics.
+
+        ``restored``: the restorations of ``tests`` (in order) that ``apir evaluate`` already made
+        for its metrics; without them, each test image is restored here.
+        """
         start = time.perf_counter()
         detector = self.factory()
         detector.fit([load_sample(s).image for s in cat.train])
         if self.describe is None:
             self.describe = detector.describe() if hasattr(detector, "describe") else type(detector).__name__
         fit_seconds = time.perf_counter() - start
-        dataset = EvalImageDataset(list(tests), self.pipeline, seed=self.seed, crop=self.crop)
+        restores_here = restored is None
+        if restored is None:
+            restored = restore_cases(iter_cases(tests, self.pipeline, self.seed, self.crop), self.restore_fn)
         defective = [s for s in tests if not s.is_good]
         to_save = (
             {s.key for s in round_robin_by_type(defective)[: self.save_maps]} if self.maps_root else set()
@@ -313,19 +326,15 @@ class DetectionRun:
         good: list[bool] = []
         rows = []
         figures: list[tuple[Sample, dict, dict, np.ndarray]] = []
-        restore_seconds = 0.0
+        done_cases: list[RestoredCase] = []
         score_start = time.perf_counter()
-        for index, sample in enumerate(tests):
+        for done in restored:
+            case, sample = done.case, done.case.sample
+            done_cases.append(done)
             if bar is not None:
                 bar.set_postfix_str(cat.name, refresh=False)
-            item = dataset[index]
-            clean, degraded = to_hwc(item["clean"]), to_hwc(item["degraded"])
-            mask = item["mask"][0].numpy() > 0.5
-            sigma = float(fixed_params(self.pipeline, sample.key, self.seed).noise_sigma)
-            t0 = time.perf_counter()
-            restored = check_restored(self.restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
-            restore_seconds += time.perf_counter() - t0
-            images = {"clean": clean, "degraded": degraded, "restored": restored}
+            mask = case.mask
+            images = {"clean": case.clean, "degraded": case.degraded, "restored": done.restored}
             size = _metric_size(mask.shape, self.metric_size)
             row: dict[str, Any] = {"key": sample.key, "defect_type": sample.defect_type}
             for v in VARIANTS:
@@ -346,8 +355,10 @@ class DetectionRun:
                 figures.append((sample, fig_images, {v: pix[v][-1] for v in VARIANTS}, small_mask))
             if bar is not None:
                 bar.update(1)
-        score_seconds = time.perf_counter() - score_start - restore_seconds
-        fit_on_restored = self._users_protocol(cat, tests, masks, good) if self.fit == "both" else None
+        restore_seconds = float(sum(d.seconds for d in done_cases))
+        # Restoring inside the loop (no ``restored`` given) counts as restore time, not scoring time.
+        score_seconds = time.perf_counter() - score_start - (restore_seconds if restores_here else 0.0)
+        fit_on_restored = self._users_protocol(cat, done_cases, masks, good) if self.fit == "both" else None
 
         # Thresholds from the clean images only, then frozen for the other two.
         clean_defect = np.concatenate(
@@ -386,39 +397,27 @@ class DetectionRun:
         self.results[cat.name] = entry
 
     def _users_protocol(
-        self, cat: Category, tests: Sequence[Sample], masks: list[np.ndarray], good: list[bool]
+        self, cat: Category, tests: Sequence[RestoredCase], masks: list[np.ndarray], good: list[bool]
     ) -> dict[str, dict[str, float]]:
         """Pixel and image AUROC when the detector is fitted the way users run it after restore-dataset.
 
         Two detectors: one fitted on train/good degraded with each image's own fixed parameters and
         scoring the degraded test images, one fitted on those degraded images restored by the same
-        method and scoring the restored test images. (The restored test images come from the memo, so
-        nothing is restored twice.) No threshold here: there is no clean reference to freeze it on.
+        method and scoring the restored test images (the restorations the check already has: nothing
+        is restored twice). No threshold here: there is no clean reference to freeze it on.
         """
-        train_ds = EvalImageDataset(list(cat.train), self.pipeline, seed=self.seed, crop=self.crop)
-        degraded_train, restored_train = [], []
-        for i, sample in enumerate(cat.train):
-            degraded = to_hwc(train_ds[i]["degraded"])
-            sigma = float(fixed_params(self.pipeline, sample.key, self.seed).noise_sigma)
-            degraded_train.append(degraded)
-            restored_train.append(
-                check_restored(self.restore_fn(degraded.copy(), sigma), degraded.shape, sample.key)
-            )
-        test_ds = EvalImageDataset(list(tests), self.pipeline, seed=self.seed, crop=self.crop)
+        train_cases = list(iter_cases(list(cat.train), self.pipeline, self.seed, self.crop))
+        restored_train = [d.restored for d in restore_cases(train_cases, self.restore_fn)]
         out: dict[str, dict[str, float]] = {}
-        for variant, train_images in (("degraded", degraded_train), ("restored", restored_train)):
+        for variant, train_images in (
+            ("degraded", [c.degraded for c in train_cases]),
+            ("restored", restored_train),
+        ):
             detector = self.factory()
             detector.fit(train_images)
             pix, img = [], []
-            for index, sample in enumerate(tests):
-                degraded = to_hwc(test_ds[index]["degraded"])
-                if variant == "restored":
-                    sigma = float(fixed_params(self.pipeline, sample.key, self.seed).noise_sigma)
-                    image = check_restored(
-                        self.restore_fn(degraded.copy(), sigma), degraded.shape, sample.key
-                    )
-                else:
-                    image = degraded
+            for index, done in enumerate(tests):
+                image = done.restored if variant == "restored" else done.case.degraded
                 m = np.asarray(detector.score_map(image), dtype=np.float32)
                 pix.append(_shrink(m, masks[index].shape))
                 img.append(float(detector.image_score(m)))

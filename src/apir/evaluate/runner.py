@@ -1,8 +1,10 @@
 """Evaluate a restorer on every test image of a dataset and write a results folder.
 
 Each image is degraded exactly as in every other run (parameters fixed by the seed and the image's
-key, see :func:`apir.data.degradations.fixed_params`), restored by ``restore_fn(degraded, sigma)``,
-timed, and scored with every metric of :data:`apir.evaluate.metrics.METRIC_NAMES`, both for the
+key, see :func:`apir.data.degradations.fixed_params`): the data layer yields it as an
+:class:`~apir.data.cases.EvalCase`, ``restore_fn(degraded, sigma)`` restores it once, timed, and
+every consumer (the metrics, the figures kept for the report, the detection check) takes that
+restoration. It is scored with every metric of :data:`apir.evaluate.metrics.METRIC_NAMES`, both for the
 restored image and for the degraded input, so a report can show what restoration gained and what
 it cost inside the defects. The same fixed degradations make results of different methods (a
 learned model, CBM3D, ...) comparable image by image.
@@ -25,7 +27,6 @@ import io
 import json
 import math
 import shutil
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,8 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 import apir
-from apir.data.datasets import EvalImageDataset, to_hwc
-from apir.data.degradations import DegradationPipeline, fixed_params, get_degradation
+from apir.data.cases import iter_cases
+from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError, safe_name
@@ -44,7 +45,7 @@ from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
 from apir.fsutil import atomic_write_bytes, printable
-from apir.restore.functions import MemoizedRestore, RestoreFn, check_restored
+from apir.restore.functions import RestoredCase, RestoreFn, restore_cases
 
 CONVENTIONS = {
     "ssim": "torchmetrics, Gaussian 11x11 sigma 1.5, RGB channel mean, data_range 1",
@@ -116,12 +117,40 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _save_images(out: Path, image_dir: str, images: dict[str, np.ndarray | None], mask: np.ndarray) -> None:
-    folder = out / image_dir
+def _save_case(out: Path, category: str, done: RestoredCase) -> str:
+    """Write a case's clean / degraded / restored (/ original) PNGs and mask; return their folder."""
+    case = done.case
+    image_dir = f"{IMAGES_DIR}/{category}/{case.sample.defect_type}/{case.sample.image.stem}"
+    images = {"clean": case.clean, "degraded": case.degraded, "restored": done.restored}
+    images["original"] = case.original
     for name, arr in images.items():
         if arr is not None:
-            write_image(folder / f"{name}.png", arr)  # float RGB → 8-bit RGB PNG
-    write_mask(folder / "mask.png", mask)
+            write_image(out / image_dir / f"{name}.png", arr)  # float RGB → 8-bit RGB PNG
+    write_mask(out / image_dir / "mask.png", case.mask)
+    return image_dir
+
+
+def _score(done: RestoredCase, category: str, ring: int) -> dict[str, Any]:
+    """The per-image row: every metric of the restored image and of the degraded input."""
+    case = done.case
+    scores = image_metrics(done.restored, case.clean, case.mask, case.original, ring)
+    input_scores = image_metrics(case.degraded, case.clean, case.mask, case.original, ring)
+    h, w = case.clean.shape[:2]
+    return {
+        "key": case.key,
+        "category": category,
+        "defect_type": case.sample.defect_type,
+        "height": int(h),
+        "width": int(w),
+        **scores,
+        **{f"input_{k}": v for k, v in input_scores.items()},
+        "seconds": done.seconds,
+        "noise_sigma": case.sigma,
+        "image_dir": None,
+        "defect_pixels": int(case.mask.sum()),
+        "has_original": case.original is not None,
+        "degradation_params": case.params.to_dict(),
+    }
 
 
 def _images_to_save(samples: Sequence[Sample], n_defective: int) -> set[str]:
@@ -243,10 +272,9 @@ def evaluate(
     if detector:
         from apir.evaluate.detection import DetectionRun
 
-        # The detection check restores the same degraded images again. It runs category by category
-        # right after each category is scored, from a memo cleared in between: every image is
-        # restored once, and the memo holds one category at most.
-        restore_fn = MemoizedRestore(restore_fn)
+        # The detection check is a consumer of the same stream: it runs per category right after
+        # the category is scored, on the restorations the metrics used (each image restored once;
+        # memory: one category's restored test images).
         detection = DetectionRun(
             restore_fn=restore_fn,
             pipeline=pipeline,
@@ -262,59 +290,23 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     with tqdm(total=total, desc=f"evaluate {label}", unit="img", disable=not show_progress) as bar:
         for cat_name, samples in plan:
-            dataset = EvalImageDataset(samples, pipeline, seed=seed, crop=crop)
+            bar.set_postfix_str(cat_name, refresh=False)
             to_save = _images_to_save(samples, save_images)
-            for index, sample in enumerate(samples):
-                bar.set_postfix_str(cat_name, refresh=False)
-                item = dataset[index]
-                degraded, clean, original = (to_hwc(item[k]) for k in ("degraded", "clean", "original"))
-                mask = item["mask"][0].numpy() > 0.5
-                has_original = sample.original is not None
-                # The same params EvalImageDataset applied (they depend only on seed and key).
-                params = fixed_params(pipeline, sample.key, seed)
-                sigma = float(params.noise_sigma)
-
-                start = time.perf_counter()
-                result = restore_fn(degraded.copy(), sigma)
-                seconds = time.perf_counter() - start
-                restored = check_restored(result, degraded.shape, sample.key)
-
-                ref = original if has_original else None
-                scores = image_metrics(restored, clean, mask, ref, ring)
-                input_scores = image_metrics(degraded, clean, mask, ref, ring)
-
-                image_dir = None
-                if sample.key in to_save:
-                    image_dir = f"{IMAGES_DIR}/{cat_name}/{sample.defect_type}/{sample.image.stem}"
-                    images = {"clean": clean, "degraded": degraded, "restored": restored}
-                    images["original"] = original if has_original else None
-                    _save_images(out, image_dir, images, mask)
-
-                h, w = clean.shape[:2]
-                rows.append(
-                    {
-                        "key": sample.key,
-                        "category": cat_name,
-                        "defect_type": sample.defect_type,
-                        "height": int(h),
-                        "width": int(w),
-                        **scores,
-                        **{f"input_{k}": v for k, v in input_scores.items()},
-                        "seconds": seconds,
-                        "noise_sigma": sigma,
-                        "image_dir": image_dir,
-                        "defect_pixels": int(mask.sum()),
-                        "has_original": has_original,
-                        "degradation_params": params.to_dict(),
-                    }
-                )
+            tests = detection.tests_for(by_name[cat_name]) if detection is not None else []
+            wanted = {s.key for s in tests} if split == "test" else set()
+            kept: dict[str, RestoredCase] = {}
+            for done in restore_cases(iter_cases(samples, pipeline, seed, crop), restore_fn):
+                rows.append(_score(done, cat_name, ring))
+                if done.case.key in to_save:
+                    rows[-1]["image_dir"] = _save_case(out, cat_name, done)
+                if done.case.key in wanted:
+                    kept[done.case.key] = done
                 bar.update(1)
-
-            if detection is not None:
-                if tests := detection.tests_for(by_name[cat_name]):
-                    bar.set_postfix_str(f"{cat_name}: detection check")
-                    detection.run_category(by_name[cat_name], tests)
-                restore_fn.clear()
+            if tests:
+                bar.set_postfix_str(f"{cat_name}: detection check")
+                # Restorations of this stream where it has them (the test split), else restored there.
+                restored = [kept[s.key] for s in tests] if len(kept) == len(tests) else None
+                detection.run_category(by_name[cat_name], tests, restored=restored)
 
     fields: dict[str, Any] = {
         "schema": SCHEMA,
