@@ -60,9 +60,7 @@ def _numbers(node, path: str = "") -> dict[str, float]:
         for i, v in enumerate(node):
             key = v.get("key", i) if isinstance(v, dict) else i
             out.update(_numbers(v, f"{path}[{key}]"))
-    elif isinstance(node, bool):
-        out[path] = float(node)
-    elif isinstance(node, int | float):
+    elif isinstance(node, int | float):  # bool included
         out[path] = float(node)
     elif node is None:
         out[path] = math.nan
