@@ -40,7 +40,7 @@ def _run_revision(rev: str, work: Path, data: Path, model: Path, extra: list[str
     args = list(extra)
     if "--engine" in helptext:
         args += ["--engine", "torch"]
-    if "--detector-fit" in helptext and "--detector" in args:
+    if "--detector-fit" in helptext and "--detector" in args and "--detector-fit" not in args:
         args += ["--detector-fit", "clean"]
     out = work / f"results-{rev}"
     print(f"[{rev}] apir evaluate {' '.join(args)}", file=sys.stderr)
@@ -96,9 +96,10 @@ def main() -> int:
     ap.add_argument("rev_b")
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--model", type=Path, required=True, help="a fixed checkpoint both revisions load")
-    ap.add_argument("extra", nargs=argparse.REMAINDER, help="-- then more `apir evaluate` arguments")
-    args = ap.parse_args()
-    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]  # after "--": more `apir evaluate` arguments, the same for both
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         try:
