@@ -165,6 +165,18 @@ def _overhead_line(s: dict, mode: str) -> str:
     return f"Ray adds **{per:.1f} ms per image** ({times}) and {fixed}."
 
 
+def _load_note(prov: dict) -> str:
+    """What the load at the start says about the absolute rates (read from the machine, not assumed)."""
+    load = prov["machine"].get("load_average_1_5_15")
+    cpus = prov["machine"].get("usable_cpus") or 1
+    if load and load[0] > 0.5 * cpus:
+        return (
+            f"**Other work was running** (load average {load[0]:.2f} on {cpus} CPUs at the start): "
+            "absolute rates move with it, so read the ratios."
+        )
+    return "The machine was otherwise idle at the start (load average above); one run each: read the ratios."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=256, help="demo image side (default 256)")
@@ -244,8 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Demo dataset at {args.size} px: {n_full} images ({', '.join(CATEGORIES)}). `restore-dataset`, "
         "degradation `blind`, seed 0. One run "
         f"per configuration; a Ray instance with {cpus} CPUs started once, outside the timings. "
-        "**This machine is shared with a training job** (see the load average above): absolute "
-        "rates move with it, so read the ratios.",
+        + _load_note(prov),
         "",
     ]
     titles = {
@@ -293,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     md += [
         "Reading the numbers: a whole job's rate includes Ray's start-up (the actor pool, and one model "
         "load per actor), which dominates a set this small; the rate after the first image is what a "
-        "large job approaches. On this loaded 2-core machine one process with 2 OpenMP threads can be "
-        "slower than two 1-thread processes (its threads wait for each other whenever the neighbouring "
-        "job holds a core), so a Ray worker's steady rate can exceed the local one: compare executors "
+        "large job approaches. On a loaded machine one process with several OpenMP threads can be "
+        "slower than as many 1-thread processes (its threads wait for each other whenever other work "
+        "holds a core), so a Ray worker's steady rate can exceed the local one: compare executors "
         "on your own machine before choosing.",
         "",
         f"The driver journals each finished file in {journal_s * 1000:.2f} ms (an fsync'd line): a "
