@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,29 @@ def test_nan_and_infinity_in_an_edited_file_read_as_undefined(make_results):
     results = load_results(folder)
     assert results.overall.psnr is None and results.overall.ssim is None
     json.dumps(results.to_dict(), allow_nan=False)  # and it is valid JSON again
+
+
+def test_a_results_folder_written_by_the_release_still_loads_and_reports(tmp_path):
+    release = Path(__file__).parent / "data" / "release_bc09193"
+    raw = json.loads((release / "metrics.json").read_text())
+    results = load_results(release)
+    assert isinstance(results, Results) and results.schema_ == raw["schema"]
+    assert results.overall.psnr == pytest.approx(raw["overall"]["psnr"])
+    assert results.detection is not None
+    assert results.detection.overall.restored.pixel_auroc == pytest.approx(
+        raw["detection"]["overall"]["restored"]["pixel_auroc"]
+    )
+    assert main(["report", str(release), "-o", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"{raw['overall']['psnr']:.2f}" in page
+
+
+def test_the_release_default_checkpoint_still_loads_and_restores():
+    import numpy as np
+
+    from apir.restore.api import restore_array
+
+    release = Path(__file__).parents[2] / "benchmarks" / "reference" / "default_v1_blind.safetensors"
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    out = restore_array(image, release, device="cpu")
+    assert out.shape == image.shape and out.dtype == np.uint8
