@@ -336,9 +336,37 @@ def prepare_staging(folder: str | os.PathLike[str], *, marker: str, force: bool,
     return staging
 
 
-def publish_staging(staging: Path, folder: str | os.PathLike[str]) -> None:
-    """Replace ``folder`` (if any, checked by :func:`prepare_staging`) by the complete ``staging``."""
+class FolderAppeared(Exception):
+    """A folder apir does not own appeared at the target while apir built its replacement."""
+
+
+def publish_staging(staging: Path, folder: str | os.PathLike[str], *, marker: str | None = None) -> None:
+    """Put the complete ``staging`` folder at ``folder``, replacing an earlier one only now.
+
+    Why one helper: the demo dataset, the corpus, restored datasets and reports are all built beside
+    their target and published at the end. An earlier ``folder`` (its ownership checked by the
+    caller before the work) is moved aside, the new one renamed in, and the old one deleted last;
+    if the rename fails, the old one is put back. With ``marker``, ownership is checked again here:
+    a non-empty ``folder`` without it appeared while apir worked, and is left untouched
+    (:class:`FolderAppeared`; the staging folder is kept too). An empty folder is simply replaced.
+    """
     folder = Path(folder)
+    old = None
     if folder.exists():
-        shutil.rmtree(folder)
-    staging.rename(folder)
+        if any(folder.iterdir()):
+            if marker is not None and not (folder / marker).is_file():
+                raise FolderAppeared(str(folder))
+            old = folder.with_name(f".{folder.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(folder, old)
+        else:
+            folder.rmdir()
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        if old is not None:
+            os.replace(old, folder)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

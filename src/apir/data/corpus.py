@@ -310,6 +310,6 @@ def build_training_corpus(
     }
     (staging / "corpus_info.json").write_text(json.dumps(info, indent=2))
     if unseen_staging is not None:
-        publish_staging(unseen_staging, unseen_dir)
-    publish_staging(staging, out)
+        publish_staging(unseen_staging, unseen_dir, marker="unseen_info.json")
+    publish_staging(staging, out, marker="corpus_info.json")
     return out

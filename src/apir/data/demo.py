@@ -146,7 +146,7 @@ def build_demo_dataset(
         info["categories"][name]["licence"] = src.licence
     info["seconds"] = round(time.perf_counter() - start, 2)
     (staging / "demo_info.json").write_text(json.dumps(info, indent=2))
-    publish_staging(staging, out)
+    publish_staging(staging, out, marker="demo_info.json")
     return out
 
 

@@ -40,7 +40,7 @@ from apir import __version__
 from apir.data.imageio import read_image, read_mask
 from apir.errors import ApirError, safe_name
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, ImageRow, Results, Summary, load_results
-from apir.fsutil import atomic_write_bytes, is_relative_to
+from apir.fsutil import atomic_write_bytes, is_relative_to, publish_staging
 from apir.report.detection import DetectionSet, detection_context
 from apir.report.figures import (
     INPUT_COLOR,
@@ -560,17 +560,7 @@ def write_report(
     tmp.mkdir()
     try:
         _build(tmp, sets, title, max_examples)
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.{token}.old"
-            os.replace(out_dir, old)
-            try:
-                os.replace(tmp, out_dir)
-            except BaseException:
-                os.replace(old, out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        publish_staging(tmp, out_dir)  # ownership checked by _check_out_dir before the build
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

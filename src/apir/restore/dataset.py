@@ -56,6 +56,7 @@ from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.mvtec import Category, _inside, is_category_dir, load_dataset
 from apir.errors import ApirError
 from apir.fsutil import (
+    FolderAppeared,
     atomic_path,
     atomic_write_bytes,
     check_free_space,
@@ -63,6 +64,7 @@ from apir.fsutil import (
     is_relative_to,
     os_error_reason,
     printable,
+    publish_staging,
     remove_stale_temps,
 )
 from apir.locking import LOCK_NAME, RunLock
@@ -471,24 +473,14 @@ def _replace(out_root: Path, staging: Path) -> None:
     Checked again here: a folder someone created at ``out_root`` while the run worked is never
     renamed or deleted, and the finished dataset stays in ``staging`` for ``--resume``.
     """
-    old = None
-    if out_root.exists():
-        if any(out_root.iterdir()):
-            if not (out_root / MARKER_FILE).is_file():
-                raise _Appeared(
-                    f"{printable(out_root)}: a folder appeared there while restore-dataset ran; it is "
-                    f"left untouched, and the finished dataset is kept in {printable(staging)}: move "
-                    "that folder away and rerun with --resume to put it in place"
-                )
-            old = out_root.parent / f".{out_root.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            out_root.rename(old)
-        else:
-            out_root.rmdir()
-    staging.rename(out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        publish_staging(staging, out_root, marker=MARKER_FILE)
+    except FolderAppeared:
+        raise _Appeared(
+            f"{printable(out_root)}: a folder appeared there while restore-dataset ran; it is "
+            f"left untouched, and the finished dataset is kept in {printable(staging)}: move "
+            "that folder away and rerun with --resume to put it in place"
+        ) from None
 
 
 def degrade_dataset(root: str | Path, out_root: str | Path, **kwargs: Any) -> Path:
