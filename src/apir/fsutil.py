@@ -27,7 +27,7 @@ import secrets
 import shutil
 import stat
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -334,6 +334,42 @@ def prepare_staging(folder: str | os.PathLike[str], *, marker: str, force: bool,
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging
+
+
+def claim_output_folder(
+    folder: str | os.PathLike[str],
+    *,
+    marker: str,
+    stamp: str,
+    what: str,
+    clear: Callable[[Path], None],
+    recognise: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Create ``folder`` for a command's output, or take back one it wrote before; refuse any other.
+
+    Why one helper: apir never writes into a folder it did not create. A folder that exists and is
+    not empty is taken only if it holds ``marker`` (or ``recognise(folder)`` says it is the
+    command's own, e.g. written before markers existed); ``clear(folder)`` then removes what the
+    earlier run wrote. The marker (text ``stamp``) is written first, so an interrupted run's folder is
+    still recognised by the next. Problems are one-line errors.
+    """
+    from apir.errors import ApirError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ApirError(f"{printable(folder)}: exists and is not a folder; choose another output folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not ((folder / marker).is_file() or (recognise is not None and recognise(folder))):
+            raise ApirError(
+                f"{printable(folder)}: folder is not empty and holds no {what}; choose another output folder"
+            )
+        clear(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / marker, f"{stamp}\n".encode())
+    except OSError as err:
+        raise ApirError(f"{printable(folder)}: cannot write {what} ({os_error_reason(err)})") from None
+    return folder
 
 
 class FolderAppeared(Exception):

@@ -57,7 +57,7 @@ from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError
 from apir.evaluate.detector import DETECTORS
 from apir.evaluate.results import DETECTION_SCHEMA, Detection, json_safe
-from apir.fsutil import atomic_write_bytes
+from apir.fsutil import claim_output_folder
 from apir.report.detection_maps import VARIANTS, detection_figure
 from apir.restore.functions import RestoredCase, RestoreFn, restore_cases
 
@@ -182,21 +182,9 @@ def _mean_tree(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _prepare_maps_dir(out_dir: Path) -> Path:
     """``out_dir/detection``: created, or emptied if an earlier check made it; anything else refused."""
-    folder = out_dir / MAPS_DIR
-    if folder.exists():
-        if not (folder / _MARKER).is_file():
-            if folder.is_dir() and not any(folder.iterdir()):
-                pass
-            else:
-                raise ApirError(f"{folder}: exists and was not written by the detection check; remove it")
-        else:
-            shutil.rmtree(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / _MARKER, f"{SCHEMA}\n".encode())
-    except OSError as err:
-        raise ApirError(f"{folder}: cannot write detection maps ({err.strerror or err})") from None
-    return folder
+    return claim_output_folder(
+        out_dir / MAPS_DIR, marker=_MARKER, stamp=SCHEMA, what="detection maps", clear=shutil.rmtree
+    )
 
 
 # ----------------------------------------------------------------------------------------------- check

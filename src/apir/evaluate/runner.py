@@ -44,7 +44,7 @@ from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
-from apir.fsutil import atomic_write_bytes, printable
+from apir.fsutil import atomic_write_bytes, claim_output_folder, printable
 from apir.restore.functions import RestoredCase, RestoreFn, restore_cases
 
 CONVENTIONS = {
@@ -61,8 +61,7 @@ MARKER_FILE = ".apir-evaluate"
 
 
 def _is_results_dir(path: Path) -> bool:
-    if (path / MARKER_FILE).is_file():
-        return True
+    """A results folder written before the marker existed: its metrics.json says so."""
     try:
         data = json.loads((path / RESULTS_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
@@ -70,28 +69,24 @@ def _is_results_dir(path: Path) -> bool:
     return isinstance(data, dict) and str(data.get("schema", "")).startswith("apir.evaluate/")
 
 
+def _clear_results(out: Path) -> None:
+    # The previous metrics first: a results folder must never pair old metrics with new images.
+    for name in (RESULTS_FILE, CSV_FILE):
+        (out / name).unlink(missing_ok=True)
+    if (out / IMAGES_DIR).is_dir():
+        shutil.rmtree(out / IMAGES_DIR)
+
+
 def _prepare_out_dir(out_dir: str | Path) -> Path:
     """Create ``out_dir`` or clear an earlier run's files from it; refuse any other non-empty folder."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ApirError(f"{out}: exists and is not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not _is_results_dir(out):
-            raise ApirError(
-                f"{out}: folder is not empty and holds no apir evaluation results; "
-                "choose another output folder"
-            )
-        # Remove the previous metrics first: a results folder must never pair old metrics with new images.
-        for name in (RESULTS_FILE, CSV_FILE):
-            (out / name).unlink(missing_ok=True)
-        if (out / IMAGES_DIR).is_dir():
-            shutil.rmtree(out / IMAGES_DIR)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out / MARKER_FILE, f"{SCHEMA}\n".encode())
-    except OSError as err:
-        raise ApirError(f"{out}: cannot write results ({err.strerror or err})") from None
-    return out
+    return claim_output_folder(
+        out_dir,
+        marker=MARKER_FILE,
+        stamp=SCHEMA,
+        what="apir evaluation results",
+        clear=_clear_results,
+        recognise=_is_results_dir,
+    )
 
 
 # ------------------------------------------------------------------------------------------ helpers
