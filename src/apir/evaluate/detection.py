@@ -223,10 +223,10 @@ def _variant_metrics(
 class DetectionRun:
     """The detection check, one category at a time.
 
-    :func:`detection_check` drives it over a whole dataset; ``apir evaluate --detector`` drives it
-    category by category right after scoring that category, so the restored images are still in its
-    memo (each image restored once, with memory bounded by one category). Arguments as in
-    :func:`detection_check`.
+    :func:`detection_check` drives it over a whole dataset (restoring each test image itself);
+    ``apir evaluate --detector`` drives it category by category right after scoring that category,
+    handing it the restorations its metrics used (each image restored once, memory bounded by one
+    category). Arguments as in :func:`detection_check`.
     """
 
     def __init__(
