@@ -17,7 +17,6 @@ models) and ``has_defect`` (scalar).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from apir.data.defects import DEFECT_KINDS, random_defect
 from apir.data.degradations import DegradationPipeline, apply_params_with_level, fixed_params
 from apir.data.imageio import read_image, read_mask
 from apir.data.mvtec import Sample
+from apir.data.seeding import stable_seed
 from apir.errors import ApirError
 
 
@@ -81,12 +81,6 @@ def load_sample(sample: Sample) -> LoadedSample:
     if original.shape != image.shape:
         raise ApirError(f"{sample.original}: original size differs from {sample.image}")
     return LoadedSample(image=image, mask=mask, original=original, gray=loaded.info.channels in (1, 2))
-
-
-def stable_seed(*parts: object) -> int:
-    """A 63-bit seed from arbitrary parts; Python's hash() is salted per process, so not usable."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _reflect_pad_to(arr: np.ndarray, size: int) -> np.ndarray:

@@ -31,7 +31,6 @@ optional probability ``p`` (default 1). Images are float32 H×W×C arrays in [0,
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from pydantic import (
     model_validator,
 )
 
+from apir.data.seeding import stable_rng
 from apir.errors import ApirError
 from apir.registry import Registry
 
@@ -709,16 +709,6 @@ class DegradationPipeline:
 
     def __repr__(self) -> str:
         return f"DegradationPipeline({self.name!r}, ops={len(self.config.ops)})"
-
-
-def stable_rng(key: str | int, seed: int = 0) -> np.random.Generator:
-    """A generator determined by ``(seed, str(key))`` via SHA-256, identical in every process.
-
-    Python's ``hash()`` is salted per process, so it cannot give DataLoader workers or later runs
-    the same numbers; SHA-256 can. ``key`` 3 and ``"3"`` give the same generator.
-    """
-    digest = hashlib.sha256(f"apir-degradation\0{seed}\0{key}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
 def fixed_params(pipeline: DegradationPipeline, key: str | int, seed: int = 0) -> DegradationParams:

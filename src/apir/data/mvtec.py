@@ -24,7 +24,6 @@ under its root; a link must not pull in files the user never meant to hand over.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apir.data.imageio import list_images
+from apir.data.seeding import stable_fraction
 from apir.errors import ApirError
 from apir.fsutil import link_escapes, printable
 
@@ -180,12 +180,6 @@ def load_dataset(
     return [load_category(d, follow_symlinks, dataset_root=root) for d in dirs]
 
 
-def _stable_fraction(*parts: object) -> float:
-    """A number in [0, 1) that depends only on ``parts``: Python's hash() is salted per process."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def split_train_val(
     samples: Iterable[Sample], val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:
@@ -204,7 +198,7 @@ def split_train_val(
     train: list[Sample] = []
     val: list[Sample] = []
     for cat in sorted(by_cat):
-        ordered = sorted(by_cat[cat], key=lambda s: _stable_fraction(seed, s.key))
+        ordered = sorted(by_cat[cat], key=lambda s: stable_fraction(seed, s.key))
         n_val = round(len(ordered) * val_fraction)
         if val_fraction > 0 and n_val == 0 and len(ordered) >= 2:
             n_val = 1
