@@ -210,6 +210,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         noise_level=args.noise_level,
         strength=args.strength,
         engine=args.engine,
+        guard_floor=args.guard_floor if args.guard else None,
     )
     result = evaluate(
         args.data,
@@ -226,6 +227,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         detector=args.detector,
         detector_fit=args.detector_fit,
         follow_symlinks=args.follow_symlinks,
+        for_category=method.for_category,
     )
     print(format_overall(result))
     if "detection" in result:
@@ -307,6 +309,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(format_overall(load_results(results_dir).to_dict()))
     print(f"report written to {index}")
     return 0
+
+
+def _add_guard_floor(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--guard-floor",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="with --guard: the strength at a sure anomaly (0-1, default 0.3; 1 = no guard)",
+    )
 
 
 def _add_keep_input(p: argparse.ArgumentParser) -> None:
@@ -527,13 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="good images of the same part: restore again with lower strength where a detector fitted on "
         "them finds the first restoration anomalous (docs/restore.md)",
     )
-    p.add_argument(
-        "--guard-floor",
-        type=float,
-        default=0.3,
-        metavar="F",
-        help="with --guard: the strength at a sure anomaly (0-1, default 0.3; 1 = no guard)",
-    )
+    _add_guard_floor(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -586,6 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_keep_input(p)
     _add_level_options(p, evaluate=True)
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="detector-guided restoration, the detector fitted on each category's train/good degraded and "
+        "restored the same way (docs/restore.md)",
+    )
+    _add_guard_floor(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("restore-dataset", help="an MVTec-layout copy with degraded-then-restored images")

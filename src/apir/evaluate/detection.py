@@ -289,12 +289,15 @@ class DetectionRun:
         tests: Sequence[Sample],
         bar: Any = None,
         restored: Sequence[RestoredCase] | None = None,
+        restore_fn: RestoreFn | None = None,
     ) -> None:
         """Fit a detector on ``cat``'s clean train/good, score ``tests`` three ways, store the metrics.
 
         ``restored``: the restorations of ``tests`` (in order) that ``apir evaluate`` already made
-        for its metrics; without them, each test image is restored here.
+        for its metrics; without them, each test image is restored here. ``restore_fn``: this
+        category's restorer where it differs from the run's (``--guard``).
         """
+        restore_fn = restore_fn or self.restore_fn
         start = time.perf_counter()
         detector = self.factory()
         detector.fit([load_sample(s).image for s in cat.train])
@@ -303,7 +306,7 @@ class DetectionRun:
         fit_seconds = time.perf_counter() - start
         restores_here = restored is None
         if restored is None:
-            restored = restore_cases(iter_cases(tests, self.pipeline, self.seed, self.crop), self.restore_fn)
+            restored = restore_cases(iter_cases(tests, self.pipeline, self.seed, self.crop), restore_fn)
         defective = [s for s in tests if not s.is_good]
         to_save = (
             {s.key for s in round_robin_by_type(defective)[: self.save_maps]} if self.maps_root else set()
@@ -346,7 +349,9 @@ class DetectionRun:
         restore_seconds = float(sum(d.seconds for d in done_cases))
         # Restoring inside the loop (no ``restored`` given) counts as restore time, not scoring time.
         score_seconds = time.perf_counter() - score_start - (restore_seconds if restores_here else 0.0)
-        fit_on_restored = self._users_protocol(cat, done_cases, masks, good) if self.fit == "both" else None
+        fit_on_restored = (
+            self._users_protocol(cat, done_cases, masks, good, restore_fn) if self.fit == "both" else None
+        )
 
         # Thresholds from the clean images only, then frozen for the other two.
         clean_defect = np.concatenate(
@@ -385,7 +390,12 @@ class DetectionRun:
         self.results[cat.name] = entry
 
     def _users_protocol(
-        self, cat: Category, tests: Sequence[RestoredCase], masks: list[np.ndarray], good: list[bool]
+        self,
+        cat: Category,
+        tests: Sequence[RestoredCase],
+        masks: list[np.ndarray],
+        good: list[bool],
+        restore_fn: RestoreFn,
     ) -> dict[str, dict[str, float]]:
         """Pixel and image AUROC when the detector is fitted the way users run it after restore-dataset.
 
@@ -395,7 +405,7 @@ class DetectionRun:
         is restored twice). No threshold here: there is no clean reference to freeze it on.
         """
         train_cases = list(iter_cases(list(cat.train), self.pipeline, self.seed, self.crop))
-        restored_train = [d.restored for d in restore_cases(train_cases, self.restore_fn)]
+        restored_train = [d.restored for d in restore_cases(train_cases, restore_fn)]
         out: dict[str, dict[str, float]] = {}
         for variant, train_images in (
             ("degraded", [c.degraded for c in train_cases]),

@@ -27,7 +27,7 @@ import io
 import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ import apir
 from apir.data.cases import iter_cases
 from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image, write_mask
-from apir.data.mvtec import Sample, load_dataset, round_robin_by_type
+from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
@@ -204,6 +204,7 @@ def evaluate(
     detector_maps: int = 2,
     detector_fit: str = "both",
     follow_symlinks: bool = False,
+    for_category: Callable[[Category, DegradationPipeline, int], RestoreFn] | None = None,
 ) -> dict[str, Any]:
     """Restore and score every ``split`` image (good and defective) of ``root``; write ``out_dir``.
 
@@ -222,6 +223,10 @@ def evaluate(
     images) under the key ``detection``, with ``detector_maps`` detection-map figures per category;
     ``detector_fit="both"`` (default) adds the users' protocol, a detector fitted on degraded and on
     restored ``train/good`` (``fit_on_restored``), "clean" leaves it out.
+
+    ``for_category(category, pipeline, seed)``, if given, makes the restore function of each category
+    (used for everything in that category, the detection check included): ``--guard`` fits a
+    detector on the category's ``train/good`` (:meth:`apir.evaluate.methods.Method.for_category`).
 
     A defective image without a mask is an error before any work: scored with an all-zero mask it
     would count as defect-free and skew every "in defect" number. ``follow_symlinks`` follows links
@@ -290,7 +295,8 @@ def evaluate(
             tests = detection.tests_for(by_name[cat_name]) if detection is not None else []
             wanted = {s.key for s in tests} if split == "test" else set()
             kept: dict[str, RestoredCase] = {}
-            for done in restore_cases(iter_cases(samples, pipeline, seed, crop), restore_fn):
+            fn = for_category(by_name[cat_name], pipeline, seed) if for_category else restore_fn
+            for done in restore_cases(iter_cases(samples, pipeline, seed, crop), fn):
                 rows.append(_score(done, cat_name, ring))
                 if done.case.key in to_save:
                     rows[-1]["image_dir"] = _save_case(out, cat_name, done)
@@ -301,7 +307,7 @@ def evaluate(
                 bar.set_postfix_str(f"{cat_name}: detection check")
                 # Restorations of this stream where it has them (the test split), else restored there.
                 restored = [kept[s.key] for s in tests] if len(kept) == len(tests) else None
-                detection.run_category(by_name[cat_name], tests, restored=restored)
+                detection.run_category(by_name[cat_name], tests, restored=restored, restore_fn=fn)
 
     fields: dict[str, Any] = {
         "schema": SCHEMA,

@@ -134,3 +134,20 @@ def guard_from_folder(
         return restore_rgb(model, rgb, tile=tile, overlap=overlap, noise_level=noise_level, strength=strength)
 
     return DetectorGuard.from_good_images(images, restore=restore, floor=floor)
+
+
+def guard_for_category(
+    category: Any, pipeline: Any, seed: int, restore_fn: Any, *, floor: float = DEFAULT_FLOOR
+) -> DetectorGuard:
+    """A guard for evaluating one category (``apir evaluate --guard``): fitted on its ``train/good``,
+    each image degraded as the evaluation degrades (the same fixed parameters per image) and
+    restored by ``restore_fn(image, sigma)`` unguarded, so the detector learns restored normal
+    appearance."""
+    from apir.data.cases import iter_cases
+    from apir.restore.functions import restore_cases
+
+    cases = iter_cases(list(category.train), pipeline, seed)
+    restored = [done.restored for done in restore_cases(cases, restore_fn)]
+    if len(restored) < 2:
+        raise ApirError(f"{category.name}: --guard needs at least 2 train/good images, found {len(restored)}")
+    return DetectorGuard.from_good_images(restored, floor=floor)
