@@ -145,24 +145,6 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _guard_for(category_root: Path, preset: str, seed: int, model, floor: float):
-    """A guard fitted on the category's train/good, degraded with ``preset`` and restored by ``model``."""
-    from apir.data.degradations import apply_params, fixed_params, get_degradation
-    from apir.data.imageio import read_image
-    from apir.data.mvtec import load_category
-    from apir.restore.api import restore_rgb
-    from apir.restore.guard import DetectorGuard
-
-    pipeline = get_degradation(preset)
-    goods = []
-    for sample in load_category(category_root).train:
-        clean = read_image(sample.image).rgb
-        goods.append(apply_params(clean, fixed_params(pipeline, sample.key, seed)))
-    return DetectorGuard.from_good_images(
-        goods, restore=lambda im: restore_rgb(model, im, tile=0), floor=floor
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO_ROOT / "runs" / "corpus_unseen")
@@ -190,17 +172,15 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    from apir.data.mvtec import find_category_dirs
+    from apir.data.degradations import get_degradation
+    from apir.data.mvtec import find_category_dirs, load_category
     from apir.evaluate.baselines import get_baseline
     from apir.evaluate.methods import model_method
     from apir.evaluate.runner import evaluate
-    from apir.restore.api import restore_rgb
-    from apir.restore.loading import resolve_model
 
     prov = provenance("cpu")
     started = time.time()
     cats = [d for d in find_category_dirs(args.data) if not args.categories or d.name in args.categories]
-    model, _ = resolve_model(args.default_model, "cpu")
     cbm3d = get_baseline("cbm3d") if "cbm3d" in args.curves else None
 
     def method_fn(curve: str, knob: float, category: Path, preset: str) -> RestoreFn:
@@ -210,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             return model_method(args.default_model, strength=knob, engine="torch").restore_fn
         if curve == "keep_input":
             return model_method(args.default_model, keep_input=knob, engine="torch").restore_fn
-        guard = None if knob >= 1.0 else _guard_for(category, preset, args.seed, model, knob)
-        return lambda image, sigma: np.clip(restore_rgb(model, image, tile=0, guard=guard), 0, 1)
+        # The guard as `apir evaluate --guard` runs it: fitted on the category's train/good.
+        if knob >= 1.0:
+            return model_method(args.default_model, engine="torch").restore_fn
+        guarded = model_method(args.default_model, engine="torch", guard_floor=knob)
+        return guarded.for_category(load_category(category), get_degradation(preset), args.seed)
 
     curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for preset in args.presets:
