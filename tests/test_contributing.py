@@ -10,6 +10,7 @@ import pytest
 from apir.data.defects import DEFECT_GENERATORS
 from apir.evaluate.baselines import BASELINES
 from apir.evaluate.detector import DETECTORS
+from apir.evaluate.metrics import METRICS
 from apir.models.registry import _REGISTRY as MODELS
 
 TEXT = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text()
@@ -18,13 +19,15 @@ BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
 
 @pytest.fixture(autouse=True)
 def _registries_restored(monkeypatch):
-    for reg in (DEFECT_GENERATORS, BASELINES, DETECTORS, MODELS):
+    for reg in (DEFECT_GENERATORS, BASELINES, DETECTORS, MODELS, METRICS):
         monkeypatch.setattr(reg, "_entries", dict(reg._entries))
         monkeypatch.setattr(reg, "_meta", dict(reg._meta))
 
 
 def test_there_are_examples_for_each_kind():
-    assert len(BLOCKS) == 4
+    kinds = re.findall(r"^## Add an? (.+)$", TEXT, re.M)
+    assert {"model", "defect kind", "baseline", "detector", "metric"} <= set(kinds)
+    assert len(BLOCKS) == 5
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

@@ -64,3 +64,34 @@ def test_ops_and_detectors_come_from_registries():
     assert "gaussian_noise_ramp" in OPS and DETECTORS.get("reference") is ReferenceDetector
     with pytest.raises(ApirError, match="gaussian_noise_ramp"):
         DegradationPipeline([{"op": "nope"}])
+
+
+def test_a_new_metric_reaches_the_results_csv_and_report(monkeypatch, tiny_demo, tmp_path):
+    import csv
+    import json
+
+    import torch
+
+    from apir.cli import main
+    from apir.evaluate.metrics import METRICS, register_metric
+    from apir.evaluate.results import load_results
+
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
+    monkeypatch.setattr(METRICS, "_meta", dict(METRICS._meta))
+
+    @register_metric("mean_level", header=("mean", "level"), tooltip="mean of the restored image", digits=4)
+    def mean_level(x):
+        return x.restored.mean().reshape(1)
+
+    out = tmp_path / "res"
+    argv = ["evaluate", "--data", str(tiny_demo), "-o", str(out), "--method", "identity"]
+    assert main([*argv, "--categories", "brick", "--max-per-category", "2"]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["metric_names"][-1] == "mean_level"
+    assert all(0 < row["mean_level"] < 1 and "input_mean_level" in row for row in data["images"])
+    assert load_results(out).overall.metric("mean_level") == pytest.approx(data["overall"]["mean_level"])
+    with open(out / "metrics.csv", newline="") as f:
+        assert "mean_level" in next(csv.reader(f))
+    assert main(["report", str(out), "-o", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "mean of the restored image" in page and f"{data['overall']['mean_level']:.4f}" in page

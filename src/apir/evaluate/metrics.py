@@ -25,24 +25,19 @@ undefined for an image (empty mask, no original, no contrast) is NaN, never a gu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from apir.registry import Registry
+
 # PSNR of a perfect reconstruction is infinite; cap it so means stay finite (identical to MSE 1e-10).
 MAX_PSNR = 100.0
 
-#: Order of the metrics in results files and reports.
-METRIC_NAMES: tuple[str, ...] = (
-    "psnr",
-    "ssim",
-    "psnr_defect",
-    "psnr_background",
-    "retention",
-    "contrast_ratio",
-)
 
 #: Width in px of the ring around a defect that :func:`contrast_ratio` compares it with.
 DEFAULT_RING = 5
@@ -193,6 +188,79 @@ def _as_batch(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
 
 
+@dataclass(frozen=True)
+class MetricInputs:
+    """What a metric sees of one image, as 1×C×H×W tensors in [0, 1] (``mask`` 1×1×H×W, 1 = defect;
+    ``original`` None where the dataset has no defect-free image) and the contrast ring width."""
+
+    restored: torch.Tensor
+    clean: torch.Tensor
+    mask: torch.Tensor
+    original: torch.Tensor | None
+    ring: int = DEFAULT_RING
+
+
+#: Every per-image metric: ``fn(MetricInputs) -> 1-element tensor`` (NaN = undefined), with how
+#: reports show it (``header`` lines, ``tooltip``, ``digits``, ``best``: "max", "min" or "one" —
+#: closest to 1 — and ``column``, its place in the report's tables). Registration order is the order
+#: in results files; adding one is a function and :func:`register_metric`.
+METRICS: Registry[Callable[[MetricInputs], torch.Tensor]] = Registry("metric")
+
+
+def register_metric(
+    name: str, *, header: tuple[str, ...], tooltip: str, digits: int = 3, best: str = "max", column: int = 100
+) -> Callable[[Callable[[MetricInputs], torch.Tensor]], Callable[[MetricInputs], torch.Tensor]]:
+    """Decorator: a per-image metric, computed by ``apir evaluate`` and shown by ``apir report``."""
+    if best not in ("max", "min", "one"):
+        raise ValueError(f"best must be 'max', 'min' or 'one', got {best!r}")
+    return METRICS.register(name, header=header, tooltip=tooltip, digits=digits, best=best, column=column)
+
+
+@register_metric("psnr", header=("PSNR", "(dB)"), tooltip="PSNR over the whole image, higher is better",
+                 digits=2, column=0)  # fmt: skip
+def _psnr(x: MetricInputs) -> torch.Tensor:
+    return psnr(x.restored, x.clean)
+
+
+@register_metric("ssim", header=("SSIM",), tooltip="structural similarity, higher is better", digits=4,
+                 column=4)  # fmt: skip
+def _ssim(x: MetricInputs) -> torch.Tensor:
+    return ssim(x.restored, x.clean)
+
+
+@register_metric("psnr_defect", header=("PSNR in defect", "(dB)"),
+                 tooltip="PSNR over the defect mask only, higher is better", digits=2, column=1)  # fmt: skip
+def _psnr_defect(x: MetricInputs) -> torch.Tensor:
+    return psnr_defect(x.restored, x.clean, x.mask)
+
+
+@register_metric("psnr_background", header=("PSNR background", "(dB)"),
+                 tooltip="PSNR outside the defect mask, higher is better", digits=2, column=2)  # fmt: skip
+def _psnr_background(x: MetricInputs) -> torch.Tensor:
+    return psnr_background(x.restored, x.clean, x.mask)
+
+
+@register_metric("retention", header=("retention",), best="one", column=5,
+                 tooltip="share of the defect's signal that survives; 1 = all kept")  # fmt: skip
+def _retention(x: MetricInputs) -> torch.Tensor:
+    return retention(x.restored, x.clean, x.original, x.mask)
+
+
+@register_metric("contrast_ratio", header=("contrast", "ratio"), best="one", column=6,
+                 tooltip="defect contrast after / before; 1 = unchanged")  # fmt: skip
+def _contrast_ratio(x: MetricInputs) -> torch.Tensor:
+    return contrast_ratio(x.restored, x.clean, x.mask, x.ring)
+
+
+#: The built-in metrics, in results-file order (plug-ins follow: :func:`metric_names`).
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS.names())
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every registered metric, built-ins first, in results-file order."""
+    return tuple(METRICS.names())
+
+
 def image_metrics(
     restored: np.ndarray,
     clean: np.ndarray,
@@ -200,7 +268,7 @@ def image_metrics(
     original: np.ndarray | None = None,
     ring: int = DEFAULT_RING,
 ) -> dict[str, float]:
-    """Every metric of :data:`METRIC_NAMES` for one H×W×C image in [0, 1] (mask H×W); NaN = undefined.
+    """Every registered metric for one H×W×C image in [0, 1] (mask H×W); NaN = undefined.
 
     ``original`` is the defect-free image; leave it None when the dataset has none (then retention is
     NaN rather than computed against the defective image itself).
@@ -212,12 +280,5 @@ def image_metrics(
         )
     m = torch.from_numpy(np.ascontiguousarray(np.asarray(mask) != 0, dtype=np.float32))[None, None]
     o = _as_batch(original) if original is not None else None
-    values = {
-        "psnr": psnr(r, c),
-        "ssim": ssim(r, c),
-        "psnr_defect": psnr_defect(r, c, m),
-        "psnr_background": psnr_background(r, c, m),
-        "retention": retention(r, c, o, m),
-        "contrast_ratio": contrast_ratio(r, c, m, ring),
-    }
-    return {k: float(values[k][0]) for k in METRIC_NAMES}
+    inputs = MetricInputs(r, c, m, o, ring)
+    return {name: float(fn(inputs)[0]) for name, fn in METRICS.items()}

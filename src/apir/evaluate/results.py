@@ -84,7 +84,8 @@ class _Model(BaseModel):
 
 
 class Scores(_Model):
-    """Every metric of :data:`apir.evaluate.metrics.METRIC_NAMES`, restored and degraded input."""
+    """The built-in metrics (:data:`apir.evaluate.metrics.METRIC_NAMES`), restored and degraded input;
+    a plug-in metric's values are kept as extra fields (``extra="allow"``) and read by :meth:`metric`."""
 
     psnr: Metric = None
     ssim: Metric = None

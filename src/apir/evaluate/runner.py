@@ -4,7 +4,7 @@ Each image is degraded exactly as in every other run (parameters fixed by the se
 key, see :func:`apir.data.degradations.fixed_params`): the data layer yields it as an
 :class:`~apir.data.cases.EvalCase`, ``restore_fn(degraded, sigma)`` restores it once, timed, and
 every consumer (the metrics, the figures kept for the report, the detection check) takes that
-restoration. It is scored with every metric of :data:`apir.evaluate.metrics.METRIC_NAMES`, both for the
+restoration. It is scored with every registered metric (:data:`apir.evaluate.metrics.METRICS`), both for the
 restored image and for the degraded input, so a report can show what restoration gained and what
 it cost inside the defects. The same fixed degradations make results of different methods (a
 learned model, CBM3D, ...) comparable image by image.
@@ -41,7 +41,7 @@ from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError, safe_name
-from apir.evaluate.metrics import DEFAULT_RING, METRIC_NAMES, image_metrics
+from apir.evaluate.metrics import DEFAULT_RING, image_metrics, metric_names
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
 from apir.fsutil import atomic_write_bytes, claim_output_folder, printable
@@ -101,7 +101,7 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """NaN-aware means of every metric (restored and input), counts and throughput."""
     out: dict[str, Any] = {}
     for prefix in ("", "input_"):
-        for name in METRIC_NAMES:
+        for name in metric_names():
             out[prefix + name] = _mean([r[prefix + name] for r in rows])
     seconds = float(sum(r["seconds"] for r in rows))
     megapixels = sum(r["height"] * r["width"] for r in rows) / 1e6
@@ -158,22 +158,26 @@ def _images_to_save(samples: Sequence[Sample], n_defective: int) -> set[str]:
     return {*good, *(s.key for s in defective)}
 
 
-CSV_FIELDS = (
-    ["key", "category", "defect_type", "height", "width", "noise_sigma", "seconds", "defect_pixels"]
-    + ["has_original"]
-    + list(METRIC_NAMES)
-    + [f"input_{m}" for m in METRIC_NAMES]
-    + ["image_dir"]
-)
+def csv_fields() -> list[str]:
+    """The columns of metrics.csv: the image's identity, then every registered metric."""
+    names = metric_names()
+    return (
+        ["key", "category", "defect_type", "height", "width", "noise_sigma", "seconds", "defect_pixels"]
+        + ["has_original"]
+        + list(names)
+        + [f"input_{m}" for m in names]
+        + ["image_dir"]
+    )
 
 
 def _csv_bytes(rows: Sequence[dict[str, Any]]) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = csv_fields()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         cells = {}
-        for k in CSV_FIELDS:
+        for k in fields:
             v = row.get(k)
             cells[k] = "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
         writer.writerow(cells)
@@ -322,7 +326,7 @@ def evaluate(
         "crop": crop,
         "ring": int(ring),
         "conventions": dict(CONVENTIONS),
-        "metric_names": list(METRIC_NAMES),
+        "metric_names": list(metric_names()),
         "overall": _summary(rows),
         "categories": {name: _summary([r for r in rows if r["category"] == name]) for name, _ in plan},
         "images": rows,

@@ -39,6 +39,8 @@ import numpy as np
 from apir import __version__
 from apir.data.imageio import read_image, read_mask
 from apir.errors import ApirError, safe_name
+from apir.evaluate.metrics import METRICS as METRIC_REGISTRY
+from apir.evaluate.metrics import metric_names
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, ImageRow, Results, Summary, load_results
 from apir.fsutil import atomic_write_bytes, is_relative_to, publish_staging
 from apir.report.detection import DetectionSet, detection_context
@@ -57,7 +59,6 @@ from apir.report.formatting import fmt, fmt_sig, render, slug
 
 __all__ = ["SCHEMA", "ResultSet", "write_report"]
 
-METRICS = ("psnr", "ssim", "psnr_defect", "psnr_background", "retention", "contrast_ratio")
 #: Marks an index.html as ours: only such a folder may be replaced by a new report.
 GENERATOR = "apir report"
 _GENERATOR_META = f'<meta name="generator" content="{GENERATOR}">'
@@ -101,7 +102,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def _aggregate(images: list[ImageRow]) -> Summary:
     """Means over images of every metric, for sets that must be compared on a common subset."""
     means = {}
-    for m in METRICS:
+    for m in metric_names():
         means[m] = _mean(img.metric(m) for img in images)
         means[f"input_{m}"] = _mean(img.metric(f"input_{m}") for img in images)
     secs = sum(img.seconds or 0.0 for img in images)
@@ -136,30 +137,29 @@ def _gap(d: Summary, prefix: str = "") -> float | None:
 
 
 # (key, header lines, tooltip, digits, rule): rule picks the best value among the result sets.
-_COLUMNS: list[tuple[str, tuple[str, ...], str, int, str]] = [
-    ("psnr", ("PSNR", "(dB)"), "PSNR over the whole image, higher is better", 2, "max"),
-    ("psnr_defect", ("PSNR in defect", "(dB)"), "PSNR over the defect mask only, higher is better", 2, "max"),
-    (
-        "psnr_background",
-        ("PSNR background", "(dB)"),
-        "PSNR outside the defect mask, higher is better",
-        2,
-        "max",
-    ),
-    ("gap", ("gap", "bg − defect (dB)"), "background PSNR minus defect PSNR; smaller is better", 2, "minabs"),
-    ("ssim", ("SSIM",), "structural similarity, higher is better", 4, "max"),
-    ("retention", ("retention",), "share of the defect's signal that survives; 1 = all kept", 3, "one"),
-    ("contrast_ratio", ("contrast", "ratio"), "defect contrast after / before; 1 = unchanged", 3, "one"),
-    (
-        "megapixels_per_second",
-        ("speed", "(MP/s)"),
-        "megapixels restored per second, higher is better",
-        3,
-        "max",
-    ),
-]
+_Column = tuple[str, tuple[str, ...], str, int, str]
+#: Report-only columns, at their place among the registered metrics' (``column`` meta).
+_GAP_TIP = "background PSNR minus defect PSNR; smaller is better"
+_GAP = ("gap", ("gap", "bg − defect (dB)"), _GAP_TIP, 2, "minabs")
+_SPEED_TIP = "megapixels restored per second, higher is better"
+_SPEED = ("megapixels_per_second", ("speed", "(MP/s)"), _SPEED_TIP, 3, "max")
+_EXTRA_COLUMNS: list[tuple[int, _Column]] = [(3, _GAP), (1000, _SPEED)]
+
+
+def _columns() -> list[_Column]:
+    """The overall table's columns: every registered metric (:data:`apir.evaluate.metrics.METRICS`)
+    in its ``column`` order, with the background−defect gap and the speed."""
+    placed = [
+        (meta["column"], (name, meta["header"], meta["tooltip"], meta["digits"], meta["best"]))
+        for name in metric_names()
+        for meta in [METRIC_REGISTRY.meta(name)]
+    ]
+    return [col for _, col in sorted(placed + _EXTRA_COLUMNS, key=lambda pc: pc[0])]
+
+
 _BEST: dict[str, Callable[[float], float]] = {
     "max": lambda v: -v,
+    "min": lambda v: v,
     "minabs": abs,
     "one": lambda v: abs(v - 1.0),
 }
@@ -171,20 +171,21 @@ def _best(values: list[float | None], rule: str) -> float | None:
 
 
 def _overall_table(sets: list[ResultSet], stats: list[_Stats]) -> dict[str, Any]:
+    cols = _columns()
     inp = stats[0].overall
-    inp_vals: dict[str, float | None] = {k: inp.metric(f"input_{k}") for k, *_ in _COLUMNS}
+    inp_vals: dict[str, float | None] = {k: inp.metric(f"input_{k}") for k, *_ in cols}
     inp_vals["gap"] = _gap(inp, "input_")
     inp_vals["megapixels_per_second"] = None
     rows = [(f"degraded input ({sets[0].results.degradation})", INPUT_COLOR, inp_vals, True, inp.n_images)]
     for s, st in zip(sets, stats, strict=True):
-        vals: dict[str, float | None] = {k: st.overall.metric(k) for k, *_ in _COLUMNS}
+        vals: dict[str, float | None] = {k: st.overall.metric(k) for k, *_ in cols}
         vals["gap"] = _gap(st.overall)
         rows.append((s.label, s.color, vals, False, st.overall.n_images))
-    best = {k: _best([r[2][k] for r in rows if not r[3]], rule) for k, _, _, _, rule in _COLUMNS}
+    best = {k: _best([r[2][k] for r in rows if not r[3]], rule) for k, _, _, _, rule in cols}
     out_rows = []
     for label, color, vals, is_input, n in rows:
         cells = []
-        for key, _, _, digits, _ in _COLUMNS:
+        for key, _, _, digits, _ in cols:
             v = vals[key]
             delta = None
             if (
@@ -198,7 +199,7 @@ def _overall_table(sets: list[ResultSet], stats: list[_Stats]) -> dict[str, Any]
             ranked = not is_input and v is not None and v == best[key] and len(rows) > 2
             cells.append({"text": text, "delta": delta, "best": ranked})
         out_rows.append({"label": label, "color": color, "is_input": is_input, "cells": cells, "n": n})
-    columns = [{"lines": lines, "tip": tip} for _, lines, tip, _, _ in _COLUMNS]
+    columns = [{"lines": lines, "tip": tip} for _, lines, tip, _, _ in cols]
     return {"columns": columns, "rows": out_rows}
 
 
