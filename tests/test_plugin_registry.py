@@ -70,8 +70,6 @@ def test_a_new_metric_reaches_the_results_csv_and_report(monkeypatch, tiny_demo,
     import csv
     import json
 
-    import torch
-
     from apir.cli import main
     from apir.evaluate.metrics import METRICS, register_metric
     from apir.evaluate.results import load_results
