@@ -24,7 +24,6 @@ and retention over the defective ones.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -46,6 +45,8 @@ from common import (  # noqa: E402
     write_results,
 )
 
+from apir.evaluate.frontier import dominance, milestone  # noqa: E402
+
 PRESETS = ["noise25", "blur1_noise15"]
 KNOBS: dict[str, tuple[str, list[float]]] = {
     "cbm3d": ("CBM3D, true σ × s", [0.5, 0.75, 1.0, 1.25, 1.5]),
@@ -54,77 +55,9 @@ KNOBS: dict[str, tuple[str, list[float]]] = {
     "guard": ("apir default + --guard, floor f", [1.0, 0.6, 0.3, 0.1]),
 }
 BASELINE = "strength"  # the default's own curve: the thing to beat, with CBM3D beside it
-#: The issue's milestone at the default's operating point (strength 1): defect PSNR gain and retention.
-MILESTONE_DEFECT_GAIN = 1.0
-MILESTONE_RETENTION = 0.90
-EQUAL_PSNR = 0.1
+from apir.evaluate.frontier import MILESTONE_DEFECT_GAIN, MILESTONE_RETENTION  # noqa: E402
 
 RestoreFn = Callable[[np.ndarray, float], np.ndarray]
-
-
-# ----------------------------------------------------------------------------------- dominance
-
-
-def interpolate(curve: list[dict[str, Any]], psnr: float, key: str) -> float | None:
-    """The best ``key`` that ``curve`` reaches at overall PSNR ``psnr``; None outside its PSNR range.
-
-    The curve is the path of its knob (points in knob order, linear between neighbours). A knob that
-    first raises and then lowers overall PSNR (CBM3D's σ scale, ``--strength``) passes the same
-    PSNR twice, once under-smoothing and once over-smoothing; the value is the better of the
-    branches there (the curve's upper envelope), so a method must beat the baseline's best setting
-    to dominate it. Sorting the points by PSNR instead would splice the two branches together.
-    """
-    pts = [
-        (p["psnr"], p[key])
-        for p in sorted(curve, key=lambda q: q.get("knob", 0.0))
-        if p.get("psnr") is not None and p.get(key) is not None
-    ]
-    values = [y for x, y in pts if x == psnr]
-    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
-        if min(x0, x1) < psnr < max(x0, x1):
-            values.append(y0 + (y1 - y0) * (psnr - x0) / (x1 - x0))
-    return float(max(values)) if values else None
-
-
-def dominance(method: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, Any]:
-    """How ``method``'s points compare with ``baseline``'s curve at equal overall PSNR.
-
-    For every method point whose PSNR lies within the baseline curve's range: the defect-PSNR and
-    retention margins over the interpolated baseline. ``dominates``: there is such a point and at every
-    one both margins are positive; ``somewhere``: at least one point has both positive.
-    """
-    margins = []
-    for p in method:
-        d = interpolate(baseline, p["psnr"], "psnr_defect")
-        r = interpolate(baseline, p["psnr"], "retention")
-        if d is None or r is None or p.get("psnr_defect") is None or p.get("retention") is None:
-            continue
-        margins.append({"knob": p.get("knob"), "psnr": p["psnr"], "defect": p["psnr_defect"] - d,
-                        "retention": p["retention"] - r})  # fmt: skip
-    both = [m["defect"] > 0 and m["retention"] > 0 for m in margins]
-    return {
-        "points_compared": len(margins),
-        "dominates": bool(margins) and all(both),
-        "somewhere": any(both),
-        "mean_defect_margin": float(np.mean([m["defect"] for m in margins])) if margins else None,
-        "mean_retention_margin": float(np.mean([m["retention"] for m in margins])) if margins else None,
-        "margins": margins,
-    }
-
-
-def milestone(curve: list[dict[str, Any]], reference: dict[str, Any]) -> dict[str, Any] | None:
-    """``curve`` at the reference point's overall PSNR: defect gain and retention against the targets."""
-    d = interpolate(curve, reference["psnr"], "psnr_defect")
-    r = interpolate(curve, reference["psnr"], "retention")
-    if d is None or r is None:
-        return None
-    gain = d - reference["psnr_defect"]
-    return {
-        "psnr": reference["psnr"],
-        "defect_gain": gain,
-        "retention": r,
-        "passed": gain >= MILESTONE_DEFECT_GAIN and r >= MILESTONE_RETENTION,
-    }
 
 
 # ------------------------------------------------------------------------------------- scoring

@@ -56,6 +56,7 @@ from apir.report.figures import (
     plot_example,
 )
 from apir.report.formatting import fmt, fmt_sig, render, slug
+from apir.report.frontier import frontier_context
 
 __all__ = ["SCHEMA", "ResultSet", "write_report"]
 
@@ -505,6 +506,10 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
         folder,
         "5. Anomaly detection after restoration",
     )
+    frontier = frontier_context(
+        [(s.label, s.color, s.results, st.overall) for s, st in zip(sets, stats, strict=True)],
+        folder / "figures",
+    )
     first = sets[0].results
 
     def field(key: str) -> str:
@@ -529,6 +534,7 @@ def _build(folder: Path, sets: list[ResultSet], title: str | None, max_examples:
         per_category=_category_table(categories, sets, stats),
         examples=examples,
         detection=detection,
+        frontier=frontier,
         per_image=_image_table(sets),
     )
     atomic_write_bytes(folder / "index.html", page.encode("utf-8"))

@@ -1,14 +1,10 @@
-"""The frontier benchmark's dominance computation, on hand-made curves."""
+"""The survival frontier's dominance computation, on hand-made curves."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from frontier import dominance, interpolate, milestone  # noqa: E402
+from apir.evaluate.frontier import dominance, interpolate, milestone
 
 BASE = [
     {"knob": 0.5, "psnr": 26.0, "psnr_defect": 25.0, "retention": 0.90},
