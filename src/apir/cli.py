@@ -423,7 +423,35 @@ def baseline_names() -> list[str]:
     return BASELINES.names()
 
 
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Option groups several commands share, declared once (argparse ``parents``)."""
+
+    def parent() -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(add_help=False)
+
+    degrade = parent()  # which images, degraded how
+    degrade.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
+    degrade.add_argument("--categories", nargs="+", metavar="NAME")
+    degrade.add_argument("--seed", type=int, default=0)
+    restorer = parent()  # what restores them
+    restorer.add_argument(
+        "--model", help="checkpoint file, run directory or shipped model name (default: default)"
+    )
+    restorer.add_argument(
+        "--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}"
+    )
+    device = parent()
+    device.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    tiling = parent()
+    tiling.add_argument(
+        "--tile", type=int, default=512, help="tile side in px, 0 = whole image (default 512)"
+    )
+    tiling.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
+    return {"degrade": degrade, "restorer": restorer, "device": device, "tiling": tiling}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    shared = _parents()
     parser = argparse.ArgumentParser(
         prog="apir",
         description="Anomaly-preserving image restoration: denoise and deblur images, keep the defects.",
@@ -472,13 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_follow_symlinks(p, "the dataset")
     p.set_defaults(func=_cmd_data_check)
 
-    p = data_sub.add_parser("sheet", help="contact sheet of clean/degraded/mask triplets (PNG)")
+    p = data_sub.add_parser(
+        "sheet", help="contact sheet of clean/degraded/mask triplets (PNG)", parents=[shared["degrade"]]
+    )
     p.add_argument("root", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
-    p.add_argument("--categories", nargs="+", metavar="NAME")
     p.add_argument("--per-category", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_data_sheet)
 
     p = sub.add_parser("train", help="train a restoration model (also under torchrun for many GPUs)")
@@ -518,7 +545,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="start over in an existing run directory")
     p.set_defaults(func=_cmd_adapt)
 
-    p = sub.add_parser("restore", help="restore image files and folders (same names, modes and depths)")
+    p = sub.add_parser(
+        "restore",
+        help="restore image files and folders (same names, modes and depths)",
+        parents=[shared["tiling"], shared["device"]],
+    )
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
     p.add_argument(
@@ -526,9 +557,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint file, training run directory or shipped model name "
         "(default: the shipped default model)",
     )
-    p.add_argument("--tile", type=int, default=512, help="tile side in px, 0 = whole image (default 512)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch", type=int, default=1, help="tiles per forward pass (default 1)")
     _add_keep_input(p)
     _add_level_options(p)
@@ -562,21 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
-        "evaluate", help="degrade the test split, restore, and measure (overall and in defects)"
+        "evaluate",
+        help="degrade the test split, restore, and measure (overall and in defects)",
+        parents=[shared["restorer"], shared["degrade"], shared["device"], shared["tiling"]],
     )
     p.add_argument("--data", type=Path, required=True, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS_DIR")
-    p.add_argument("--model", help="checkpoint file, run directory or shipped model name")
-    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
-    p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
-    p.add_argument("--categories", nargs="+", metavar="NAME")
     p.add_argument("--max-per-category", type=int, help="evaluate this many images per category")
     p.add_argument("--crop", type=int, help="centre crop of each image, in px")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", help="name shown in reports")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--tile", type=int, default=512, help="tile side in px, 0 = whole image (default 512)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in px (default 32)")
     _add_follow_symlinks(p, "the dataset")
     p.add_argument(
         "--detector",
@@ -601,15 +623,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guard_floor(p)
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("restore-dataset", help="an MVTec-layout copy with degraded-then-restored images")
+    p = sub.add_parser(
+        "restore-dataset",
+        help="an MVTec-layout copy with degraded-then-restored images",
+        parents=[shared["restorer"], shared["degrade"], shared["device"]],
+    )
     p.add_argument("root", type=Path, help="MVTec-layout dataset root")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_ROOT")
-    p.add_argument("--model", help="checkpoint file, run directory or shipped model name (default: default)")
-    p.add_argument("--method", help=f"a classical baseline instead of a model: {', '.join(baseline_names())}")
     p.add_argument("--degrade-only", action="store_true", help="write the degraded images, unrestored")
-    p.add_argument("--degradation", default="blind", help="preset name or YAML file (default: blind)")
-    p.add_argument("--categories", nargs="+", metavar="NAME")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-originals", action="store_true", help="do not copy apir's original/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier restore-dataset output")
     p.add_argument(
@@ -619,7 +640,6 @@ def build_parser() -> argparse.ArgumentParser:
         "rest redone; the result is identical to an uninterrupted run",
     )
     _add_follow_symlinks(p, "the dataset")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_keep_input(p)
     _add_executor_options(p)
     p.set_defaults(func=_cmd_restore_dataset)
