@@ -1,6 +1,10 @@
 """The ``apir`` command line. It only parses arguments and calls the library.
 
 Every user error surfaces as one line on stderr and exit code 2 (see :mod:`apir.errors`).
+
+Why each command imports its library module inside its ``_cmd_*`` function: start-up time. The
+library pulls in PyTorch, OpenCV, scikit-image and matplotlib (seconds on a small machine); ``apir
+--help``, ``apir data check`` or a one-line usage error should not pay for all of them.
 """
 
 from __future__ import annotations
