@@ -184,23 +184,20 @@ def degrade_image(
 ) -> Outcome:
     """Degrade one dataset image exactly as ``apir evaluate`` does, restore it, write it (restore-dataset).
 
-    The degradation depends only on ``(seed, sample key)`` (:class:`~apir.data.datasets.EvalImageDataset`),
-    never on which worker runs it or in which order, so every executor writes the same bytes.
+    The image is the same :class:`~apir.data.cases.EvalCase` evaluation scores, its degradation fixed
+    by ``(seed, sample key)`` only, never by which worker runs it or in which order, so every executor
+    writes the same bytes; it is restored once by :func:`~apir.restore.functions.restore_case`.
     """
-    from apir.data.datasets import EvalImageDataset
-    from apir.data.degradations import fixed_params
-    from apir.restore.functions import check_restored
+    from apir.data.cases import iter_cases
+    from apir.restore.functions import restore_case
 
     sample = task.sample()
     dst = Path(task.dst)
     try:
         src_sha = manifest.sha256_file(sample.image)
         loaded = read_image(sample.image)
-        item = EvalImageDataset([sample], pipeline, seed=seed)[0]
-        result = np.ascontiguousarray(item["degraded"].numpy().transpose(1, 2, 0))
-        if restore_fn is not None:
-            sigma = float(fixed_params(pipeline, sample.key, seed).noise_sigma)
-            result = check_restored(restore_fn(result.copy(), sigma), result.shape, sample.key)
+        case = next(iter_cases([sample], pipeline, seed))
+        result = case.degraded if restore_fn is None else restore_case(case, restore_fn).restored
         if begin is not None:
             begin(dst.relative_to(staging).as_posix())
         write_image(dst, result, loaded.info, loaded.alpha)
