@@ -93,3 +93,39 @@ def test_a_new_metric_reaches_the_results_csv_and_report(monkeypatch, tiny_demo,
     assert main(["report", str(out), "-o", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "index.html").read_text()
     assert "mean of the restored image" in page and f"{data['overall']['mean_level']:.4f}" in page
+
+
+def test_a_new_degradation_op_is_one_decorated_class_usable_from_yaml(monkeypatch, tmp_path):
+    from typing import Any, Literal
+
+    from apir.data import degradations
+    from apir.data.degradations import Op, get_degradation, register_op
+
+    monkeypatch.setattr(OPS, "_entries", dict(OPS._entries))
+    monkeypatch.setattr(OPS, "_meta", dict(OPS._meta))
+    try:
+
+        @register_op
+        class Darken(Op):
+            op: Literal["darken"]
+            by: float = 0.1
+
+            def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+                return {"by": self.by}
+
+            @staticmethod
+            def run(image: np.ndarray, values: dict[str, Any]) -> np.ndarray:
+                return image - np.float32(values["by"])
+
+        yaml_file = tmp_path / "mine.yaml"
+        yaml_file.write_text("ops:\n  - choice:\n      - {op: darken, by: 0.25}\n")
+        pipe = get_degradation(yaml_file)
+        image = np.full((4, 4, 3), 0.5, np.float32)
+        np.testing.assert_allclose(pipe.apply(image, pipe.sample(np.random.default_rng(0))), 0.25)
+        with pytest.raises(ApirError, match="darken"):  # listed among the known ops
+            DegradationPipeline([{"op": "darkn"}])
+    finally:
+        monkeypatch.undo()
+        degradations._rebuild_schema()
+    with pytest.raises(ApirError, match="unknown op"):  # gone again with the registry restored
+        DegradationPipeline([{"op": "darken"}])

@@ -250,12 +250,31 @@ class _Op(_Strict):
         return 0.0
 
 
+#: The class a plug-in op subclasses (see CONTRIBUTING.md, "Add a degradation op").
+Op = _Op
+
+#: Op name -> op class; the name is the single value of the class's ``op`` Literal. The YAML schema's
+#: unions (``LeafOp`` in a ``choice``, ``Step`` in a pipeline) are built from it.
+OPS: Registry[type[_Op]] = Registry("degradation op")
+
+
+def register_op(cls: type[_Op]) -> type[_Op]:
+    """Decorator: a degradation op class joins :data:`OPS` and the YAML schema, named by its ``op``
+    Literal. An op registered after this module is loaded rebuilds the schema (:func:`_rebuild_schema`)."""
+    OPS.add(cls.model_fields["op"].annotation.__args__[0], cls)
+    if "PipelineConfig" in globals():
+        _rebuild_schema()
+    return cls
+
+
+@register_op
 class Identity(_Op):
     """Does nothing; the "no blur" / "no noise" member of a ``choice``."""
 
     op: Literal["identity"]
 
 
+@register_op
 class GaussianBlur(_Op):
     """Isotropic Gaussian blur (out-of-focus optics, anti-aliasing filters)."""
 
@@ -273,6 +292,7 @@ class GaussianBlur(_Op):
         return cv2.sepFilter2D(image, -1, k, k, borderType=_BORDER).reshape(image.shape)
 
 
+@register_op
 class DefocusBlur(_Op):
     """Uniform-disk blur: the point spread function of a defocused lens."""
 
@@ -287,6 +307,7 @@ class DefocusBlur(_Op):
         return _filter(image, disk_kernel(values["radius"]))
 
 
+@register_op
 class MotionBlur(_Op):
     """Linear motion blur (camera shake, objects on a conveyor); length is odd, in px."""
 
@@ -310,6 +331,7 @@ def _normal(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
 
 
+@register_op
 class GaussianNoise(_Op):
     """Additive white Gaussian noise; ``sigma`` on the 0-255 scale (applied as σ/255)."""
 
@@ -335,6 +357,7 @@ class GaussianNoise(_Op):
         return (float(values["sigma"]) / 255.0) ** 2
 
 
+@register_op
 class GaussianNoiseRamp(_Op):
     """Gaussian noise whose σ changes linearly across the image, from ``sigma`` at one side to
     ``sigma_end`` at the other, along a random direction ``angle``.
@@ -381,6 +404,7 @@ class GaussianNoiseRamp(_Op):
         return GaussianNoiseRamp._sigma_map(image.shape, values) ** 2
 
 
+@register_op
 class PoissonGaussian(_Op):
     """Signal-dependent sensor noise: photon shot noise plus Gaussian read noise.
 
@@ -422,6 +446,7 @@ class PoissonGaussian(_Op):
         return 255.0**2 * 0.5 / values["peak"] + float(values["read_sigma"]) ** 2
 
 
+@register_op
 class Jpeg(_Op):
     """JPEG compression artefacts (blocking, ringing, 4:2:0 chroma loss) at a given quality."""
 
@@ -450,25 +475,12 @@ class Jpeg(_Op):
         return out.astype(np.float32) / np.float32(255.0)
 
 
-#: Every op class, once: the registry, the YAML schema's unions and the docs' table all come from here.
-#: A new op is a class like the ones above plus one entry here (pydantic needs the union when the
-#: schema classes below are built).
-OP_CLASSES: tuple[type[_Op], ...] = (
-    Identity,
-    GaussianBlur,
-    DefocusBlur,
-    MotionBlur,
-    GaussianNoise,
-    GaussianNoiseRamp,
-    PoissonGaussian,
-    Jpeg,
-)
-# Op name -> spec class; the name is the single value of the class's ``op`` Literal.
-OPS: Registry[type[_Op]] = Registry("degradation op")
-for _cls in OP_CLASSES:
-    OPS.add(_cls.model_fields["op"].annotation.__args__[0], _cls)
+def _leaf_op() -> Any:
+    """A single op of :data:`OPS`, told apart by its ``op`` field (a ``choice`` member)."""
+    return Annotated[Union[tuple(OPS[name] for name in OPS)], Field(discriminator="op")]  # noqa: UP007
 
-LeafOp = Annotated[Union[OP_CLASSES], Field(discriminator="op")]  # noqa: UP007 (a runtime tuple)
+
+LeafOp = _leaf_op()
 
 
 class Choice(_Strict):
@@ -503,15 +515,20 @@ def _step_tag(value: Any) -> str | None:
     return "choice" if isinstance(value, Choice) else getattr(value, "op", None)
 
 
-Step = Annotated[
-    Union[(*(Annotated[cls, Tag(name)] for name, cls in OPS.items()), Annotated[Choice, Tag("choice")])],  # noqa: UP007
-    Discriminator(
-        _step_tag,
-        custom_error_type="unknown_op",
-        custom_error_message=f"each step needs 'op: <name>' with a name among {', '.join(OPS)}, "
-        "or 'choice: [...]'",
-    ),
-]
+def _step() -> Any:
+    """A pipeline step: an op of :data:`OPS` or a ``choice``, with a one-line error for unknown names."""
+    return Annotated[
+        Union[(*(Annotated[cls, Tag(name)] for name, cls in OPS.items()), Annotated[Choice, Tag("choice")])],  # noqa: UP007
+        Discriminator(
+            _step_tag,
+            custom_error_type="unknown_op",
+            custom_error_message=f"each step needs 'op: <name>' with a name among {', '.join(OPS)}, "
+            "or 'choice: [...]'",
+        ),
+    ]
+
+
+Step = _step()
 
 
 class PipelineConfig(_Strict):
@@ -519,6 +536,19 @@ class PipelineConfig(_Strict):
 
     description: str = ""
     ops: list[Step] = Field(default_factory=list)
+
+
+def _rebuild_schema() -> None:
+    """Give ``Choice`` and ``PipelineConfig`` unions that include every op registered so far.
+
+    pydantic builds a model's validator when its class is created; a plug-in op registered later
+    must be added to the two unions. Setting the fields' annotations and ``model_rebuild(force=True)``
+    does that (pydantic 2; ``tests/test_plugin_registry.py`` pins it).
+    """
+    Choice.model_fields["choice"].annotation = list[_leaf_op()]
+    Choice.model_rebuild(force=True)
+    PipelineConfig.model_fields["ops"].annotation = list[_step()]
+    PipelineConfig.model_rebuild(force=True)
 
 
 def _one_line(err: ValidationError, where: str) -> str:
