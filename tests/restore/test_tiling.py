@@ -12,7 +12,8 @@ import apir
 from apir.errors import ApirError
 from apir.models import create_model, list_models
 from apir.restore.api import restore_array
-from apir.restore.tiling import EDGE_WEIGHT, _axis_windows, plan_tiles, restore_tensor, tile_size
+from apir.restore.inference import restore_tensor
+from apir.restore.tiling import EDGE_WEIGHT, _axis_windows, plan_tiles, tile_size
 
 
 def small_kwargs(name: str) -> dict:

@@ -18,8 +18,9 @@ from torch import nn
 from apir.device import select_device
 from apir.errors import ApirError, NonFiniteOutput
 from apir.restore.engine import check_engine, with_engine
+from apir.restore.inference import restore_tensor
 from apir.restore.noise_level import check_noise_level, check_strength, estimate_noise_sigma, level_map
-from apir.restore.tiling import check_tiling, restore_tensor
+from apir.restore.tiling import check_tiling
 
 __all__ = ["check_keep_input", "restore_array", "restore_rgb"]
 

@@ -31,7 +31,7 @@ ApirError):
   second run into the same OUT_DIR skips every image whose result is already there (delete OUT_DIR,
   or use one outside the inputs, to redo them), and OUT_DIR = the input folder skips everything.
 * ``--tile N`` (default 512; 0 = whole image), ``--overlap P`` (default 32), ``--batch B`` tiles per
-  forward pass, ``--device auto|cpu|cuda``: see :func:`apir.restore.tiling.restore_tensor`. On CUDA,
+  forward pass, ``--device auto|cpu|cuda``: see :func:`apir.restore.inference.restore_tensor`. On CUDA,
   8-bit images run under bf16 autocast; 16-bit and float images always run in float32, whose
   precision they need.
 * **Faults** (``docs/restore.md``, "Failures and recovery"): OUT_DIR is locked for the run

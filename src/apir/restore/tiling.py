@@ -1,4 +1,6 @@
-"""Tiled inference: restore images of any size with bounded device memory.
+"""Tile geometry and blending: how images of any size are cut into tiles and put back together.
+
+The model runs in :mod:`apir.restore.inference`; this module only plans tiles and blends outputs.
 
 A 12-megapixel image through a full-resolution network needs tens of GB of activations, so large
 images are cut into overlapping tiles that go through the model ``batch`` at a time; only those
@@ -39,18 +41,16 @@ their borders; this module never changes the model's pooling mode, which is the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from apir.errors import ApirError
-from apir.precision import autocast
 
-__all__ = ["EDGE_WEIGHT", "check_tiling", "plan_tiles", "restore_tensor", "tile_size"]
+__all__ = ["EDGE_WEIGHT", "TileBlender", "check_tiling", "plan_tiles", "tile_size"]
 
 #: Blending weight of the outer quarter of a tile's overlap band: tiny, but never zero, so the
 #: weight sum is positive everywhere even if a caller builds an unusual tile layout.
@@ -70,11 +70,6 @@ def check_tiling(tile: int, overlap: int, batch: int = 1) -> None:
     _check_int("batch", batch, 1)
     if tile and overlap >= tile:
         raise ApirError(f"overlap ({overlap}) must be smaller than the tile size ({tile})")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _axis_starts(size: int, tile: int, overlap: int, multiple: int) -> list[int]:
@@ -173,91 +168,39 @@ def _axis_windows(starts: list[int], length: int) -> dict[int, Tensor]:
     return windows
 
 
-def _batches(items: list[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+class TileBlender:
+    """Cut one padded 1×C×H×W image into the planned tiles and blend their outputs back.
 
-
-def restore_tensor(
-    model: nn.Module,
-    x: Tensor,
-    tile: int = 512,
-    overlap: int = 32,
-    batch: int = 1,
-    amp: bool | torch.dtype | None = None,
-    progress: Any = None,
-) -> Tensor:
-    """Run ``model`` over an N×C×H×W image tensor in overlapping tiles; return a CPU float32 tensor.
-
-    ``tile=0`` runs each image whole. Tiles go to the model's device ``batch`` at a time and the
-    result is blended on the CPU (see the module docstring), so device memory is bounded by
-    ``batch`` tiles whatever the image size. ``amp``: None = bf16 autocast on CUDA where supported,
-    off on CPU; True/False or a dtype to force it. ``progress``, if given, is called with the
-    number of tiles just finished (e.g. a tqdm bar's ``update``). The model is run in eval mode and
-    left in the mode it was in.
+    ``tiles()`` yields ``(y, x, tile)`` in plan order; ``add(y, x, output)`` accumulates a tile's output
+    with its window; ``result()`` is the blended 1×C×H×W float32 image at the input's size. What runs
+    on the tiles (a model, on which device, in which precision) is the caller's: see
+    :func:`apir.restore.inference.restore_tensor`.
     """
-    check_tiling(tile, overlap, batch)
-    tile, overlap, batch = int(tile), int(overlap), int(batch)
-    if not isinstance(x, Tensor) or x.ndim != 4:
-        raise ApirError(f"expected an N×C×H×W tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    n, c, h, w = x.shape
-    if h == 0 or w == 0:
-        raise ApirError(f"cannot restore an empty image ({h}×{w})")
-    device = _model_device(model)
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast(amp, device):
-            if tile == 0:
-                outs = []
-                for i in range(n):
-                    y = model(x[i : i + 1].to(device=device, dtype=torch.float32))
-                    outs.append(y.float().cpu())
-                    if progress is not None:
-                        progress(1)
-                return torch.cat(outs)
-            return torch.cat(
-                [
-                    _tiled_one(model, x[i : i + 1], tile, overlap, batch, multiple, device, progress)
-                    for i in range(n)
-                ]
-            )
-    finally:
-        model.train(was_training)
 
+    def __init__(self, x: Tensor, tile: int, overlap: int, multiple: int) -> None:
+        _, _, self.h, self.w = x.shape
+        xp = x.float()
+        ph, pw = -(-self.h // multiple) * multiple, -(-self.w // multiple) * multiple
+        if (ph, pw) != (self.h, self.w):
+            xp = F.pad(xp, (0, pw - self.w, 0, ph - self.h), mode="replicate")  # as the models do
+        self.padded = xp
+        self.th, self.tw, self.starts = plan_tiles(ph, pw, tile, overlap, multiple)
+        self.win_y = _axis_windows(sorted({y for y, _ in self.starts}), self.th)
+        self.win_x = _axis_windows(sorted({x0 for _, x0 in self.starts}), self.tw)
+        self.out: Tensor | None = None
+        self.weight = torch.zeros(1, 1, ph, pw, dtype=torch.float32)
 
-def _tiled_one(
-    model: nn.Module,
-    x: Tensor,
-    tile: int,
-    overlap: int,
-    batch: int,
-    multiple: int,
-    device: torch.device,
-    progress: Any,
-) -> Tensor:
-    _, c, h, w = x.shape
-    xp = x.float()
-    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-    if (ph, pw) != (h, w):
-        xp = F.pad(xp, (0, pw - w, 0, ph - h), mode="replicate")  # what the models do internally
-    th, tw, starts = plan_tiles(ph, pw, tile, overlap, multiple)
-    win_y = _axis_windows(sorted({y for y, _ in starts}), th)
-    win_x = _axis_windows(sorted({x0 for _, x0 in starts}), tw)
-    out: Tensor | None = None
-    weight = torch.zeros(1, 1, ph, pw, dtype=torch.float32)
-    for group in _batches(starts, batch):
-        tiles = torch.cat([xp[..., y : y + th, x0 : x0 + tw] for y, x0 in group])
-        result = model(tiles.to(device)).float().cpu()
-        if out is None:
-            out = torch.zeros(1, result.shape[1], ph, pw, dtype=torch.float32)
-        for k, (y, x0) in enumerate(group):
-            win = win_y[y][:, None] * win_x[x0][None, :]
-            out[..., y : y + th, x0 : x0 + tw] += result[k : k + 1] * win
-            weight[..., y : y + th, x0 : x0 + tw] += win
-        if progress is not None:
-            progress(len(group))
-    assert out is not None
-    out /= weight
-    return out[..., :h, :w].contiguous()
+    def tile(self, y: int, x0: int) -> Tensor:
+        return self.padded[..., y : y + self.th, x0 : x0 + self.tw]
+
+    def add(self, y: int, x0: int, output: Tensor) -> None:
+        if self.out is None:
+            self.out = torch.zeros(1, output.shape[1], *self.weight.shape[2:], dtype=torch.float32)
+        win = self.win_y[y][:, None] * self.win_x[x0][None, :]
+        self.out[..., y : y + self.th, x0 : x0 + self.tw] += output * win
+        self.weight[..., y : y + self.th, x0 : x0 + self.tw] += win
+
+    def result(self) -> Tensor:
+        if self.out is None:
+            raise ApirError("no tile output was added")
+        return (self.out / self.weight)[..., : self.h, : self.w].contiguous()
