@@ -6,9 +6,8 @@ inspection and anomaly-detection pipelines exist to find.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from apir.errors import ApirError  # noqa: E402
+from apir.errors import ApirError
+from apir.version import __version__
 
 __all__ = ["ApirError", "__version__"]
 

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from apir import __version__
 from apir.errors import ApirError
 from apir.fsutil import os_error_reason, printable
+from apir.version import __version__
 
 MANIFEST_FILE = "manifest.json"  # apir.restore.manifest.MANIFEST_FILE, without importing torch
 

@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-import apir
 from apir.data.cases import iter_cases
 from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image, write_mask
@@ -46,6 +45,7 @@ from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
 from apir.fsutil import atomic_write_bytes, claim_output_folder, printable
 from apir.restore.functions import RestoredCase, RestoreFn, restore_cases
+from apir.version import __version__
 
 CONVENTIONS = {
     "ssim": "torchmetrics, Gaussian 11x11 sigma 1.5, RGB channel mean, data_range 1",
@@ -330,7 +330,7 @@ def evaluate(
         "overall": _summary(rows),
         "categories": {name: _summary([r for r in rows if r["category"] == name]) for name, _ in plan},
         "images": rows,
-        "apir_version": apir.__version__,
+        "apir_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if detection is not None:

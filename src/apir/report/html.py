@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from apir import __version__
 from apir.data.imageio import read_image, read_mask
 from apir.errors import ApirError, safe_name
 from apir.evaluate.metrics import METRICS as METRIC_REGISTRY
@@ -57,6 +56,7 @@ from apir.report.figures import (
 )
 from apir.report.formatting import fmt, fmt_sig, render, slug
 from apir.report.frontier import frontier_context
+from apir.version import __version__
 
 __all__ = ["SCHEMA", "ResultSet", "write_report"]
 

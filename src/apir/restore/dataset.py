@@ -51,7 +51,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-import apir
 from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.mvtec import Category, _inside, is_category_dir, load_dataset
 from apir.errors import ApirError
@@ -72,6 +71,7 @@ from apir.restore import manifest
 from apir.restore.functions import RestoreFn
 from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
 from apir.restore.work import DatasetTask, Outcome, degrade_image
+from apir.version import __version__
 
 __all__ = ["MARKER_FILE", "degrade_dataset", "restore_dataset"]
 
@@ -204,7 +204,7 @@ def restore_dataset(
     staging = out_root.parent / f".{out_root.name}.building"
     run = manifest.RunInfo(
         generator="apir restore-dataset",
-        apir_version=apir.__version__,
+        apir_version=__version__,
         model=manifest.model_record(model_info) if model_info else None,
         label=label,
         degradation=pipeline.name,
@@ -405,7 +405,7 @@ def _build(
             "degradation_description": pipeline.description,
             "seed": int(seed),
             "images": total,
-            "apir_version": apir.__version__,
+            "apir_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_bytes(staging / MARKER_FILE, json.dumps(marker, indent=1).encode("utf-8"))

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from apir.cache import cache_dir
 from apir.errors import ApirError
+from apir.version import __version__
 
 ENGINES = ("auto", "torch", "onnx")
 
@@ -46,7 +47,6 @@ def onnx_cache_dir() -> Path:
 
 
 def _weights_digest(model: nn.Module) -> str:
-    from apir import __version__
     from apir.models import model_config
 
     h = hashlib.sha256(f"{__version__}/{model_config(model)}".encode())

@@ -32,6 +32,7 @@ from torch import nn
 
 from apir.errors import ApirError
 from apir.fsutil import atomic_path, os_error_reason, printable
+from apir.version import __version__
 
 __all__ = ["DEFAULT_PARITY_SIZES", "check_onnx_parity", "export_onnx"]
 
@@ -115,8 +116,6 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 def _add_metadata(graph: Any, model: nn.Module) -> None:
-    from apir import __version__
-
     entries = {"apir_version": __version__, "size_multiple": str(int(getattr(model, "size_multiple", 1)))}
     try:
         from apir.models import model_config

@@ -55,7 +55,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from apir import __version__
 from apir.data.imageio import IMAGE_EXTENSIONS, list_images
 from apir.device import select_device
 from apir.errors import ApirError
@@ -75,6 +74,7 @@ from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
 from apir.restore.tiling import check_tiling, plan_tiles
 from apir.restore.work import FileTask, Outcome, restore_file
+from apir.version import __version__
 
 __all__ = ["RestoreSummary", "plan_outputs", "restore_paths"]
 

@@ -33,7 +33,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from apir.data.cases import iter_cases
 from apir.errors import ApirError
+from apir.restore.functions import restore_cases
 
 DEFAULT_FLOOR = 0.3
 SMOOTH_PX = 4.0
@@ -143,9 +145,6 @@ def guard_for_category(
     each image degraded as the evaluation degrades (the same fixed parameters per image) and
     restored by ``restore_fn(image, sigma)`` unguarded, so the detector learns restored normal
     appearance."""
-    from apir.data.cases import iter_cases
-    from apir.restore.functions import restore_cases
-
     cases = iter_cases(list(category.train), pipeline, seed)
     restored = [done.restored for done in restore_cases(cases, restore_fn)]
     if len(restored) < 2:

@@ -24,10 +24,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from apir.data.cases import iter_cases
 from apir.data.imageio import read_image, write_image
 from apir.errors import ApirError, NonFiniteOutput
 from apir.fsutil import atomic_path, os_error_reason, printable
 from apir.restore import manifest
+from apir.restore.functions import restore_case
 
 __all__ = ["DatasetTask", "FileTask", "Outcome", "degrade_image", "restore_file"]
 
@@ -188,9 +190,6 @@ def degrade_image(
     by ``(seed, sample key)`` only, never by which worker runs it or in which order, so every executor
     writes the same bytes; it is restored once by :func:`~apir.restore.functions.restore_case`.
     """
-    from apir.data.cases import iter_cases
-    from apir.restore.functions import restore_case
-
     sample = task.sample()
     dst = Path(task.dst)
     try:
