@@ -198,15 +198,23 @@ def validate(
 
 
 def _make_scheduler(optimizer, config: RunConfig, total_steps: int):
+    """Cosine decay from ``optim.lr`` to ``optim.min_lr`` over the run's steps, or None."""
     if config.optim.scheduler == "none":
         return None
-    floor = config.optim.min_lr / config.optim.lr
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(total_steps, 1), eta_min=config.optim.min_lr
+    )
 
-    def cosine(step: int) -> float:
-        progress = min(step / max(total_steps, 1), 1.0)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+def _resume_scheduler(scheduler, state: dict, total_steps: int, min_lr: float) -> None:
+    """Continue a saved schedule, re-timed to end at this run's ``total_steps`` (``--epochs N``).
+
+    The saved state gives the step count and the learning rate reached; the cosine then runs from
+    there to ``min_lr`` at the new end. States written by apir before the scheduler was torch's
+    ``CosineAnnealingLR`` (a ``LambdaLR``: its ``lr_lambdas`` entry is dropped) load the same way.
+    """
+    scheduler.load_state_dict({k: v for k, v in state.items() if k != "lr_lambdas"})
+    scheduler.T_max, scheduler.eta_min = max(total_steps, 1), min_lr
 
 
 class _LogFile(logging.FileHandler):
@@ -383,8 +391,9 @@ def _train_locked(
         best_psnr = float(header.get("best_psnr", -math.inf))
         global_step = int(header.get("global_step", 0))
         minutes_before = float(header.get("minutes", 0.0))
-        if scheduler is not None and "scheduler" in header:
-            scheduler.load_state_dict(header["scheduler"])
+        if scheduler is not None and header.get("scheduler"):
+            total = steps_per_epoch * config.train.epochs
+            _resume_scheduler(scheduler, header["scheduler"], total, config.optim.min_lr)
         log.info("resumed from %s at epoch %d", run_dir / LAST, start_epoch)
     if ctx.is_main:
         # Also on resume: command-line overrides (--epochs, --num-workers, ...) become part of the
