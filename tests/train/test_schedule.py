@@ -49,19 +49,30 @@ def test_resuming_a_saved_lambda_schedule_re_timed_to_a_longer_run():
     for _ in range(40):
         opt.step()
         old.step()
-    state = old.state_dict()
-    reached = opt.param_groups[0]["lr"]
     opt2 = _optimizer()
     sched = _make_scheduler(opt2, _config(), 200)
     opt2.load_state_dict(opt.state_dict())  # the trainer restores the optimizer (its lr) first
-    _resume_scheduler(sched, state, 200, MIN_LR)
-    lrs = []
-    for _ in range(160):
+    _resume_scheduler(sched, old.state_dict(), 200, MIN_LR)
+    # the rate moves to where 200 steps put step 40, then follows that cosine to min_lr
+    assert opt2.param_groups[0]["lr"] == pytest.approx(_cosine(40, 200), rel=1e-9)
+    for step in range(41, 201):
         opt2.step()
         sched.step()
-        lrs.append(opt2.param_groups[0]["lr"])
-    assert lrs[0] < reached and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))  # decays on
-    assert lrs[-1] == pytest.approx(MIN_LR, rel=1e-6)  # and ends at min_lr at the new end
+        assert opt2.param_groups[0]["lr"] == pytest.approx(_cosine(step, 200), rel=1e-6, abs=1e-12)
+
+
+def test_a_finished_schedule_resumed_with_more_epochs_restarts_warm():
+    opt = _optimizer()
+    sched = _make_scheduler(opt, _config(), 50)
+    for _ in range(50):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(MIN_LR)
+    opt2 = _optimizer()
+    again = _make_scheduler(opt2, _config(), 100)
+    opt2.load_state_dict(opt.state_dict())
+    _resume_scheduler(again, sched.state_dict(), 100, MIN_LR)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(_cosine(50, 100)) and again.get_last_lr()[0] > 1e-4
 
 
 def test_the_committed_resume_checkpoint_schedule_loads():

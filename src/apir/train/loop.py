@@ -209,12 +209,19 @@ def _make_scheduler(optimizer, config: RunConfig, total_steps: int):
 def _resume_scheduler(scheduler, state: dict, total_steps: int, min_lr: float) -> None:
     """Continue a saved schedule, re-timed to end at this run's ``total_steps`` (``--epochs N``).
 
-    The saved state gives the step count and the learning rate reached; the cosine then runs from
-    there to ``min_lr`` at the new end. States written by apir before the scheduler was torch's
-    ``CosineAnnealingLR`` (a ``LambdaLR``: its ``lr_lambdas`` entry is dropped) load the same way.
+    The learning rate moves to where the new length puts the step reached (the cosine's closed
+    form), and torch's step-by-step update continues on that curve to ``min_lr`` at the new end; so
+    a finished run resumed with more epochs restarts warm instead of staying at ``min_lr``. States
+    written before the scheduler was torch's ``CosineAnnealingLR`` (a ``LambdaLR`` over the same
+    cosine: its ``lr_lambdas`` entry is dropped) load the same way.
     """
     scheduler.load_state_dict({k: v for k, v in state.items() if k != "lr_lambdas"})
     scheduler.T_max, scheduler.eta_min = max(total_steps, 1), min_lr
+    progress = min(scheduler.last_epoch / scheduler.T_max, 1.0)
+    lrs = [min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * progress)) for base in scheduler.base_lrs]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports (torch keeps it in this attribute)
 
 
 class _LogFile(logging.FileHandler):
