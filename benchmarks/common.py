@@ -189,3 +189,11 @@ def write_results(stem: Path, markdown: str, data: dict[str, Any]) -> tuple[Path
     md.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     js.write_text(json.dumps(_json_safe(data), indent=1, allow_nan=False, ensure_ascii=False) + "\n")
     return md, js
+
+
+def publish_results(stem: Path, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
+    """:func:`write_results`, then the markdown on stdout and where it went on stderr."""
+    md, js = write_results(stem, markdown, data)
+    print(markdown)
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return md, js

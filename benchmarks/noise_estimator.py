@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdown, write_results  # noqa: E402
+from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdown, publish_results  # noqa: E402
 
 PRESETS = ["noise15", "noise25", "noise50", "blur1_noise15", "motion9_noise10"]
 
@@ -107,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {"schema": "apir.bench.noise_estimator/1", **prov, "settings": {"data": str(args.data),
             "presets": args.presets, "seed": args.seed}, "wall_minutes": (time.time() - started) / 60,
             "n_images": len(samples), "presets": rows, "lower_mae": better}  # fmt: skip
-    md_path, js_path = write_results(args.out, "\n".join(md), data)
-    print("\n".join(md))
-    print(f"wrote {md_path} and {js_path}", file=sys.stderr)
+    publish_results(args.out, "\n".join(md), data)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdown, write_results  # noqa: E402
+from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdown, publish_results  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:
@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     settings = {k: str(v) for k, v in vars(args).items()}
     js = {"schema": "apir.bench.precision_cpu/1", **prov, "settings": settings, "results": data}
-    a, b = write_results(args.out, "\n".join(md), js)
-    print("\n".join(md))
-    print(f"wrote {a} and {b}", file=sys.stderr)
+    publish_results(args.out, "\n".join(md), js)
     return 0
 
 
