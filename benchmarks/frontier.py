@@ -78,6 +78,25 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def detection_means(per_category: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean pixel AUROC over categories of the reference detector (fitted on clean train/good) on the
+    restored and on the degraded test images."""
+
+    def mean(variant: str) -> float | None:
+        vals = [
+            c[variant]["pixel_auroc"]
+            for c in per_category
+            if (c.get(variant) or {}).get("pixel_auroc") is not None
+        ]
+        return float(np.mean(vals)) if vals else None
+
+    return {
+        "pixel_auroc": mean("restored"),
+        "pixel_auroc_degraded": mean("degraded"),
+        "pixel_auroc_clean": mean("clean"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO_ROOT / "runs" / "corpus_unseen")
@@ -87,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--categories", nargs="+")
     ap.add_argument("--default-model", help="checkpoint or run dir instead of the shipped default")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--detector",
+        action="store_true",
+        help="also the reference detector's pixel AUROC per point (fitted on clean train/good)",
+    )
     ap.add_argument("--threads", type=int)
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "bench_frontier")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "frontier_unseen")
@@ -137,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             for knob in KNOBS[curve][1]:
                 t0 = time.time()
                 rows: list[dict[str, Any]] = []
+                detections: list[dict[str, Any]] = []
                 for cat in cats:
                     res = evaluate(
                         cat,
@@ -149,9 +174,18 @@ def main(argv: list[str] | None = None) -> int:
                         label=f"{KNOBS[curve][0]} = {knob:g}",
                         show_progress=False,
                         max_per_category=args.max_per_category,
+                        detector=args.detector,
+                        detector_maps=0,
+                        detector_fit="clean",
                     )
                     rows += res["images"]
-                point = {"knob": knob, **pooled(rows)}
+                    if args.detector:
+                        detections.append(res["detection"]["categories"].get(cat.name, {}))
+                point = {
+                    "knob": knob,
+                    **pooled(rows),
+                    **(detection_means(detections) if args.detector else {}),
+                }
                 points.append(point)
                 print(
                     f"[frontier] {preset} {curve} {knob:g}: PSNR {fmt(point['psnr'])} defect "
@@ -216,12 +250,19 @@ def plot_frontier(curves: dict[str, dict[str, list[dict[str, Any]]]], out: Path)
     import matplotlib.pyplot as plt
 
     presets = list(curves)
-    fig, axes = plt.subplots(2, len(presets), figsize=(5.5 * len(presets), 8), squeeze=False)
+    panels = [("psnr_defect", "PSNR inside the defect (dB)"), ("retention", "retention")]
+    if any(p.get("pixel_auroc") is not None for by in curves.values() for pts in by.values() for p in pts):
+        panels.append(("pixel_auroc", "detector pixel AUROC (fit on clean good)"))
+    fig, axes = plt.subplots(
+        len(panels), len(presets), figsize=(5.5 * len(presets), 4 * len(panels)), squeeze=False
+    )
     for j, preset in enumerate(presets):
-        for row, key, label in (
-            (0, "psnr_defect", "PSNR inside the defect (dB)"),
-            (1, "retention", "retention"),
-        ):
+        if len(panels) == 3:  # the degraded input's AUROC: restoring should lie above it
+            degraded = [p.get("pixel_auroc_degraded") for pts in curves[preset].values() for p in pts]
+            degraded = [d for d in degraded if d is not None]
+            if degraded:
+                axes[2][j].axhline(degraded[0], color="gray", linestyle="--", label="degraded input")
+        for row, (key, label) in enumerate(panels):
             ax = axes[row][j]
             for curve, points in curves[preset].items():
                 # In knob order: a knob that first raises then lowers overall PSNR (CBM3D's σ scale,
@@ -274,12 +315,27 @@ def render(data: dict[str, Any], plot: Path) -> str:
     ]
     for preset, by in curves.items():
         lines += [f"## {preset}", ""]
+        auroc = any(p.get("pixel_auroc") is not None for pts in by.values() for p in pts)
         rows = [
             [KNOBS[c][0], f"{p['knob']:g}", fmt(p["psnr"]), fmt(p["psnr_defect"]), fmt(p["retention"], 3)]
+            + ([fmt(p.get("pixel_auroc"), 3)] if auroc else [])
             for c, pts in by.items()
             for p in pts
         ]
-        lines += [markdown_table(["curve", "knob", "PSNR", "PSNR defect", "retention"], rows), ""]
+        headers = ["curve", "knob", "PSNR", "PSNR defect", "retention"] + (["pixel AUROC"] if auroc else [])
+        lines += [markdown_table(headers, rows), ""]
+        if auroc:
+            first = next(p for pts in by.values() for p in pts)
+            restored = [
+                p["pixel_auroc"] for pts in by.values() for p in pts if p.get("pixel_auroc") is not None
+            ]
+            lines += [
+                "Reference detector fitted on clean `train/good` (mean over categories): clean test "
+                f"images {fmt(first.get('pixel_auroc_clean'), 3)}, degraded input "
+                f"{fmt(first.get('pixel_auroc_degraded'), 3)}; restored {fmt(min(restored), 3)}–"
+                f"{fmt(max(restored), 3)} over every point above.",
+                "",
+            ]
         vrows = []
         for pair, v in verdicts[preset].items():
             verdict = "dominates" if v["dominates"] else ("somewhere" if v["somewhere"] else "no")
