@@ -124,3 +124,10 @@ def test_detector_check_and_restored_dataset(tiny_demo, tmp_path, capsys):
         "0.3",
     ]
     assert main(argv) == 2 and not (tmp_path / "d").exists()
+
+
+def test_data_sheet_takes_the_shared_degradation_options(tiny_demo, tmp_path):
+    out = tmp_path / "sheet.png"
+    argv = ["data", "sheet", str(tiny_demo), "-o", str(out), "--degradation", "noise25"]
+    assert main([*argv, "--categories", "brick", "--seed", "3"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
