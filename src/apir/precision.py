@@ -5,8 +5,12 @@
 * auto: bf16 on CUDA where the GPU supports it; on CUDA without bf16, fp16 for *training* (with a
   gradient scaler) but not for restoration, where fp16 can overflow in an untested model; never on
   the CPU, where autocast is a choice to make knowingly (below);
-* bf16: bf16 on any device, the CPU included (AVX512-BF16/AMX: measured 1.17× faster training steps
-  and 1.57× faster inference on the development CPU); fp16: fp16 on CUDA, off on the CPU;
+* bf16: bf16 on any device, the CPU included. Measured for the default model
+  (``benchmarks/results/precision_cpu.md``, an Intel Xeon with AVX512-BF16 and AMX, 2 threads):
+  training steps 1.18× faster, whole-image restoration 0.88× (slower), the bf16 restoration within
+  2 8-bit levels of float32 (62 dB apart). So ``train.amp: bf16`` pays on such a CPU and restoration
+  stays float32 there (an earlier AMD EPYC measured 1.57× for inference: measure your own machine);
+  fp16: fp16 on CUDA, off on the CPU;
 * True: on, with the best type the device has (bf16 on the CPU; bf16 or fp16 on CUDA).
 """
 
