@@ -185,7 +185,8 @@ def write_results(stem: Path, markdown: str, data: dict[str, Any]) -> tuple[Path
     if stem.suffix in (".md", ".json"):
         stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
+    # Appended, not with_suffix: a stem may hold dots of its own ("adapt_unseen_survival0.3").
+    md, js = stem.parent / f"{stem.name}.md", stem.parent / f"{stem.name}.json"
     md.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     js.write_text(json.dumps(_json_safe(data), indent=1, allow_nan=False, ensure_ascii=False) + "\n")
     return md, js
