@@ -150,11 +150,10 @@ _EXTRA_COLUMNS: list[tuple[int, _Column]] = [(3, _GAP), (1000, _SPEED)]
 def _columns() -> list[_Column]:
     """The overall table's columns: every registered metric (:data:`apir.evaluate.metrics.METRICS`)
     in its ``column`` order, with the background−defect gap and the speed."""
-    placed = [
-        (meta["column"], (name, meta["header"], meta["tooltip"], meta["digits"], meta["best"]))
-        for name in metric_names()
-        for meta in [METRIC_REGISTRY.meta(name)]
-    ]
+    placed = []
+    for name in metric_names():
+        meta = METRIC_REGISTRY.meta(name)
+        placed.append((meta["column"], (name, meta["header"], meta["tooltip"], meta["digits"], meta["best"])))
     return [col for _, col in sorted(placed + _EXTRA_COLUMNS, key=lambda pc: pc[0])]
 
 
