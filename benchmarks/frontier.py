@@ -57,6 +57,21 @@ KNOBS: dict[str, tuple[str, list[float]]] = {
 BASELINE = "strength"  # the default's own curve: the thing to beat, with CBM3D beside it
 from apir.evaluate.frontier import MILESTONE_DEFECT_GAIN, MILESTONE_RETENTION  # noqa: E402
 
+#: Settings that must match for a curve of another run to be compared with this run's (same images,
+#: same degradations): see :func:`reuse_curves`.
+SAME_IMAGES = ("max_per_category", "categories", "seed")
+
+
+def knob_label(curve: str) -> str:
+    """A curve's legend: ``strength@NAME`` is the ``--strength`` curve of the model ``--models`` named."""
+    base, _, model = curve.partition("@")
+    return f"{model}, --strength s" if model else KNOBS[base][0]
+
+
+def knob_values(curve: str) -> list[float]:
+    return KNOBS[curve.partition("@")[0]][1]
+
+
 RestoreFn = Callable[[np.ndarray, float], np.ndarray]
 
 
@@ -105,6 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-per-category", type=int, default=2)
     ap.add_argument("--categories", nargs="+")
     ap.add_argument("--default-model", help="checkpoint or run dir instead of the shipped default")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="NAME=MODEL",
+        help="also the --strength curve of each of these models (checkpoint or run dir), named NAME",
+    )
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        metavar="JSON",
+        help="take the curves this run does not measure from a frontier results file of the same images "
+        "(same data, seed, categories, images per category; checked on the shipped default's curve)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--detector",
@@ -139,12 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     cats = [d for d in find_category_dirs(args.data) if not args.categories or d.name in args.categories]
     cbm3d = get_baseline("cbm3d") if "cbm3d" in args.curves else None
+    models = dict(_name_and_model(spec) for spec in args.models)
+    curve_names = list(args.curves) + [f"strength@{name}" for name in models]
 
     def method_fn(curve: str, knob: float, category: Path, preset: str) -> RestoreFn:
         if curve == "cbm3d":
             return lambda image, sigma: cbm3d(image, sigma * knob)
-        if curve == "strength":
-            return model_method(args.default_model, strength=knob, engine="torch").restore_fn
+        if curve.startswith("strength"):
+            model = models[curve.partition("@")[2]] if "@" in curve else args.default_model
+            return model_method(model, strength=knob, engine="torch").restore_fn
         if curve == "keep_input":
             return model_method(args.default_model, keep_input=knob, engine="torch").restore_fn
         # The guard as `apir evaluate --guard` runs it: fitted on the category's train/good.
@@ -156,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for preset in args.presets:
         curves[preset] = {}
-        for curve in args.curves:
+        for curve in curve_names:
             points = []
-            for knob in KNOBS[curve][1]:
+            for knob in knob_values(curve):
                 t0 = time.time()
                 rows: list[dict[str, Any]] = []
                 detections: list[dict[str, Any]] = []
@@ -171,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                         degradation=preset,
                         seed=args.seed,
                         save_images=0,
-                        label=f"{KNOBS[curve][0]} = {knob:g}",
+                        label=f"{knob_label(curve)} = {knob:g}",
                         show_progress=False,
                         max_per_category=args.max_per_category,
                         detector=args.detector,
@@ -196,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             curves[preset][curve] = points
 
+    if args.reuse:
+        reused = reuse_curves(args.reuse, curves, vars(args))
+        print(f"[frontier] reused from {args.reuse}: {', '.join(reused)}", file=sys.stderr)
     data = {
         "schema": "apir.bench.frontier/1",
         **prov,
@@ -205,6 +240,48 @@ def main(argv: list[str] | None = None) -> int:
         "curves": curves,
     }
     return _score_and_write(data, args.out)
+
+
+def _name_and_model(spec: str) -> tuple[str, str]:
+    name, sep, model = spec.partition("=")
+    if not sep or not name or not model or "@" in name:
+        raise SystemExit(f"--models: expected NAME=MODEL (a checkpoint or run dir), got {spec!r}")
+    return name, model
+
+
+def reuse_curves(path: Path, curves: dict[str, dict[str, list[dict[str, Any]]]], settings: dict) -> list[str]:
+    """Add to ``curves`` (in place) the curves of the results file ``path`` that this run did not measure.
+
+    Only valid for the same degraded images, so the settings that choose them must be equal, the data
+    folder must have the same name, and the shipped default's ``strength`` curve, which this run must
+    measure, must agree point by point (to 1e-6) with the file's: the restorations are deterministic,
+    so any difference means other images or other code. Returns the names of the reused curves.
+    """
+    other = json.loads(Path(path).read_text(encoding="utf-8"))
+    theirs = other["settings"]
+    for key in SAME_IMAGES:
+        if theirs.get(key) != settings.get(key):
+            raise SystemExit(
+                f"--reuse {path}: {key} differs ({theirs.get(key)!r} there, {settings.get(key)!r} here)"
+            )
+    if Path(theirs["data"]).name != Path(settings["data"]).name or settings.get("default_model"):
+        raise SystemExit(f"--reuse {path}: measured on {theirs['data']}, not {settings['data']}")
+    reused = []
+    for preset, by in curves.items():
+        if BASELINE not in by or preset not in other["curves"]:
+            raise SystemExit(f"--reuse needs the {BASELINE!r} curve at {preset} in both runs to check them")
+        for mine, old in zip(by[BASELINE], other["curves"][preset][BASELINE], strict=True):
+            for key in ("psnr", "psnr_defect", "retention"):
+                if abs(mine[key] - old[key]) > 1e-6:
+                    raise SystemExit(
+                        f"--reuse {path}: {preset} {BASELINE} {mine['knob']:g} {key} is {mine[key]:.6f} "
+                        f"here but {old[key]:.6f} there: not the same images or code"
+                    )
+        for name, points in other["curves"][preset].items():
+            if name not in by:
+                by[name] = points
+                reused.append(f"{preset}/{name}")
+    return reused
 
 
 def _score_and_write(data: dict[str, Any], out: Path) -> int:
@@ -272,7 +349,7 @@ def plot_frontier(curves: dict[str, dict[str, list[dict[str, Any]]]], out: Path)
                 if not pts:
                     continue
                 xs, ys, ks = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", label=KNOBS[curve][0])
+                ax.plot(xs, ys, marker="o", label=knob_label(curve))
                 for x, y, k in zip(xs, ys, ks, strict=True):
                     ax.annotate(f"{k:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set_xlabel("overall PSNR (dB)")
@@ -317,7 +394,7 @@ def render(data: dict[str, Any], plot: Path) -> str:
         lines += [f"## {preset}", ""]
         auroc = any(p.get("pixel_auroc") is not None for pts in by.values() for p in pts)
         rows = [
-            [KNOBS[c][0], f"{p['knob']:g}", fmt(p["psnr"]), fmt(p["psnr_defect"]), fmt(p["retention"], 3)]
+            [knob_label(c), f"{p['knob']:g}", fmt(p["psnr"]), fmt(p["psnr_defect"]), fmt(p["retention"], 3)]
             + ([fmt(p.get("pixel_auroc"), 3)] if auroc else [])
             for c, pts in by.items()
             for p in pts
@@ -361,7 +438,7 @@ def render(data: dict[str, Any], plot: Path) -> str:
         if ms:
             mrows = [
                 [
-                    KNOBS[c][0],
+                    knob_label(c),
                     fmt(m["defect_gain"]) if m else "–",
                     fmt(m["retention"], 3) if m else "–",
                     ("pass" if m["passed"] else "fail") if m else "out of range",

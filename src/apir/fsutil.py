@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from apir.errors import ApirError
+
 __all__ = [
     "atomic_path",
     "atomic_write_bytes",
@@ -239,7 +241,6 @@ def check_writable(folder: str | os.PathLike[str], what: str = "output folder") 
 
     Done before long work, so a read-only target fails in the first second, not after hours.
     """
-    from apir.errors import ApirError
 
     d = Path(folder)
     try:
@@ -257,7 +258,6 @@ def check_free_space(folder: str | os.PathLike[str], needed: int, what: str = "t
     ``needed`` is an estimate from the inputs (outputs are about as large as their inputs); a disk
     that fills anyway is still an error naming the file, but this catches the obvious case up front.
     """
-    from apir.errors import ApirError
 
     d = Path(folder)
     while not d.exists() and d != d.parent:
@@ -320,7 +320,6 @@ def prepare_staging(folder: str | os.PathLike[str], *, marker: str, force: bool,
     it) and ``force`` is set: apir never deletes a folder it did not create. Nothing is deleted here;
     the old folder goes only when the new one is complete.
     """
-    from apir.errors import ApirError
 
     folder = Path(folder)
     if folder.exists():
@@ -353,7 +352,6 @@ def claim_output_folder(
     earlier run wrote. The marker (text ``stamp``) is written first, so an interrupted run's folder is
     still recognised by the next. Problems are one-line errors.
     """
-    from apir.errors import ApirError
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

@@ -22,6 +22,7 @@ held-out picture is in the training folders. The trainer adds defects and degrad
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 from collections.abc import Callable
@@ -54,7 +55,6 @@ def _package_file(module: str, *parts: str) -> Callable[[], np.ndarray]:
     """Loader for an image file shipped inside an installed package (uint8 RGB or gray)."""
 
     def load() -> np.ndarray:
-        import importlib
 
         root = Path(importlib.import_module(module).__file__).parent
         loaded = read_image(root.joinpath(*parts))

@@ -1,13 +1,11 @@
 """What is inside an image file before it is decoded: its format, size, channels and orientation.
 
 Split from :mod:`apir.data.imageio` (pixels) because this part decides *whether* a file can be read.
-Headers come from libraries that read them without decoding: pypng (PNG: bit depth and colour type,
-which Pillow reports as 8-bit "RGB" for 16-bit files), Pillow's JPEG and BMP plugins and tifffile.
-The size is checked against :data:`MAX_PIXELS` (``APIR_MAX_IMAGE_PIXELS``) *before* decoding, so a
-decompression bomb is refused instead of exhausting memory. The plugins are used directly rather than
-through ``Image.open``, whose own bomb limit would stop :func:`~apir.data.imageio.read_info` from
-reporting a huge image's size. Every problem is a :class:`BadFile` with a one-line reason, turned
-into ``"<path>: cannot read image (<reason>)"`` by :func:`reading`.
+Headers come from libraries that read them without decoding: pypng for PNG (Pillow reports a 16-bit
+file as 8-bit), Pillow's plugins for JPEG and BMP, tifffile. The size is checked against
+:data:`MAX_PIXELS` (``APIR_MAX_IMAGE_PIXELS``) *before* decoding, so a decompression bomb is refused,
+not decoded. Every problem is a :class:`BadFile` with a one-line reason, turned into
+``"<path>: cannot read image (<reason>)"`` by :func:`reading`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 import png
 import tifffile
-from PIL import BmpImagePlugin, Image, JpegImagePlugin
+from PIL import Image
 
 from apir.errors import ApirError, safe_name
 
@@ -81,31 +79,20 @@ def open_file(path: Path) -> Iterator[BinaryIO]:
 
 
 def sniff(head: bytes) -> str:
-    """The format from a file's first bytes.
+    """The format from a file's first bytes, by Pillow's own format checks.
 
-    Hand-rolled (four signatures) because the format picks the header reader; a file that is none of
-    the four is shown to Pillow, whose name for it ("GIF", "WEBP") makes a better error.
+    Pillow's BMP check is just "BM", so a text file is recognised as text first.
     """
-    if head.startswith(png.signature):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    # "BM" and a known DIB header size, so that a text starting with "BM" is not taken for a bitmap
-    if head.startswith(b"BM") and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124):
-        return "bmp"
-    if len(head) < 8 and any(s.startswith(head) for s in (png.signature, b"\xff\xd8\xff", b"II*\x00")):
-        raise BadFile("truncated file (it ends inside the format signature)")
-    try:
-        with Image.open(io.BytesIO(head + b"\0" * 64)) as other:
-            name = other.format
-    except Exception:  # Pillow does not know it either (or the padded head is not enough)
-        name = None
-    if name:
-        raise BadFile(f"{name} files are not supported; convert to PNG or TIFF")
     if all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         raise BadFile("not an image: the file contains text")
+    Image.init()  # registers every plugin's check
+    name = next((n for n, (_, accept) in Image.OPEN.items() if accept and accept(head)), None)
+    if name in FORMAT_NAME.values():
+        return name.lower()
+    if name:
+        raise BadFile(f"{name} files are not supported; convert to PNG or TIFF")
+    if len(head) < 8 and any(s.startswith(head) for s in (png.signature, b"\xff\xd8\xff", b"II*\x00")):
+        raise BadFile("truncated file (it ends inside the format signature)")
     raise BadFile("not an image: content is not PNG, JPEG, TIFF or BMP")
 
 
@@ -155,38 +142,29 @@ def png_header(fh: BinaryIO, full: bool) -> Header:
     return Header(reader.height, reader.width, channels, dtype, _orientation(exif.get(0x0112)))
 
 
-def jpeg_header(fh: BinaryIO, full: bool) -> Header:
-    """The frame header and EXIF; ``full``: also decode at 1/8 scale, which reads the whole scan, so a
-    truncated or corrupt file is caught with libjpeg's reason (OpenCV 4 decodes it silently)."""
+def pillow_header(fh: BinaryIO, fmt: str, full: bool) -> Header:
+    """A JPEG or BMP header by Pillow's plugin; ``full``: also decode (JPEG at 1/8 scale, which still
+    reads the whole scan), so that damage is refused with libjpeg's or Pillow's reason (OpenCV 4
+    decodes a truncated JPEG silently and only fails on a broken bitmap)."""
+    name = FORMAT_NAME[fmt]
     try:
-        im = JpegImagePlugin.JpegImageFile(fh)
-        header = Header(
-            *im.size[::-1], 1 if im.mode == "L" else 3, "uint8", _orientation(im.getexif().get(0x0112))
-        )
+        im = Image.OPEN[name][0](fh)  # the plugin class: Image.open without its own pixel limit
+        exif = im.getexif() if fmt == "jpeg" else {}
+        # A bitmap's channels depend on OpenCV's reading of its palette: only a decode can tell.
+        channels = None if fmt == "bmp" else 1 if im.mode == "L" else 3  # CMYK, YCCK: decoded to RGB
+        header = Header(*im.size[::-1], channels, "uint8", _orientation(exif.get(0x0112)))
         if full:  # (draft() shrinks im.size, hence the header first)
             check_pixels(im.height, im.width)
-            im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+            if fmt == "jpeg":
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
     except (OSError, SyntaxError, ValueError) as err:
         raise BadFile(
-            f"{'truncated' if 'truncated' in str(err) else 'corrupt'} JPEG ({one_line(err)})"
+            f"{'truncated' if 'truncated' in str(err) else 'corrupt'} {name} ({one_line(err)})"
         ) from None
     if getattr(im, "bits", 8) != 8:
         raise BadFile(f"unsupported {im.bits}-bit JPEG (only 8-bit JPEG is supported)")
-    return header  # CMYK and YCCK are decoded to RGB
-
-
-def bmp_header(fh: BinaryIO, full: bool) -> Header:
-    try:
-        im = BmpImagePlugin.BmpImageFile(fh)
-        if full:
-            check_pixels(im.height, im.width)
-            im.load()  # Pillow says why a bitmap is truncated or corrupt; OpenCV only fails
-    except (OSError, SyntaxError, ValueError) as err:
-        raise BadFile(
-            f"{'truncated' if 'truncated' in str(err) else 'corrupt'} BMP ({one_line(err)})"
-        ) from None
-    return Header(*im.size[::-1], None, "uint8")
+    return header
 
 
 def _tiff_page(tf: tifffile.TiffFile) -> tifffile.TiffPage:
@@ -281,3 +259,11 @@ def encode_png_gray_alpha(arr: np.ndarray) -> bytes:
     writer = png.Writer(width, height, greyscale=True, alpha=True, bitdepth=8 * arr.dtype.itemsize)
     writer.write(buf, arr.reshape(height, -1))
     return buf.getvalue()
+
+
+def header(fh: BinaryIO, fmt: str, full: bool) -> Header:
+    """The header of a ``fmt`` file (as :func:`sniff` named it); ``full``: the rest of the file is
+    checked too (TIFF: on decode, by :func:`decode_tiff`)."""
+    if fmt == "png":
+        return png_header(fh, full)
+    return tiff_header(fh) if fmt == "tiff" else pillow_header(fh, fmt, full)

@@ -1,25 +1,15 @@
 """Image files in and out: camera images to float RGB and back to the file's own mode and depth.
 
 Models work on float32 RGB in [0, 1]; users bring 8- and 16-bit gray, RGB and RGBA files in PNG, TIFF,
-JPEG and BMP. :func:`read_image` turns any of them into a :class:`LoadedImage` (float RGB, the untouched
-alpha and an :class:`ImageInfo`), and :func:`write_image` with that ``info`` writes a result back in the
-same mode and bit depth; a read followed by :func:`to_file_layout` reproduces the file's samples
-exactly. ``docs/data.md`` has the full mapping: gray is replicated to RGB (and written back as the
-channel mean, exact for replicated gray); alpha is kept aside in the file's sample type; 8/16-bit
-samples are divided by 255/65535; float TIFFs are clipped to [0, 1] and NaN or infinite colour samples
-are refused; palettes become RGB(A); TIFF MinIsWhite is inverted; CMYK JPEG becomes RGB.
+JPEG and BMP. :func:`read_image` gives a :class:`LoadedImage` (float RGB, the untouched alpha and an
+:class:`ImageInfo`); :func:`write_image` with that ``info`` writes a result back in the same mode and
+depth, so read → :func:`to_file_layout` reproduces the file's samples exactly. ``docs/data.md``
+("Image modes") has the full mapping (gray, alpha, palettes, float TIFF, orientation, metadata).
 
-Orientation: an EXIF (JPEG, PNG ``eXIf``) or TIFF Orientation tag is applied on read, so apir sees
-what viewers show and sizes are the displayed ones; results are written upright, without the tag.
-Metadata (EXIF, ICC profiles, resolution) is not copied on write.
-
-The format comes from the file's content (:mod:`apir.data.imageformats`, which also refuses huge and
-broken files before decoding); writing picks it from the extension and refuses what it cannot store
-with an ApirError naming a format that can. PNG, JPEG and BMP pixels are decoded and encoded by OpenCV
-on bytes (its file functions fail on non-ASCII paths on some platforms), TIFF by tifffile (written
-uncompressed), gray+alpha PNG by pypng; JPEG is written at quality 95. Every write is atomic and
-creates missing parent folders. Only single-image TIFFs are read (a stack is refused, never reduced
-to its first page); planar TIFFs are transposed to H×W×C.
+The format comes from the content (:mod:`apir.data.imageformats`, which also refuses huge and broken
+files before decoding); writing takes it from the extension. OpenCV decodes and encodes PNG, JPEG and
+BMP on bytes (its file functions fail on non-ASCII paths on some platforms), tifffile TIFF, pypng
+gray+alpha PNG. Every write is atomic and creates missing parent folders.
 """
 
 from __future__ import annotations
@@ -45,7 +35,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _EXT_FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp"}
 _DTYPES = ("uint8", "uint16", "float32")
 _MODES = {1: "gray", 2: "gray+alpha", 3: "rgb", 4: "rgba"}
-_HEADERS = {"png": formats.png_header, "jpeg": formats.jpeg_header, "bmp": formats.bmp_header}
 # EXIF / TIFF Orientation → the array operation that shows the image upright (as PIL's exif_transpose)
 _ORIENT = {
     2: lambda a: a[:, ::-1],
@@ -143,7 +132,7 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
         if fmt == "tiff":
             arr, header = formats.decode_tiff(data)
         else:
-            header = _HEADERS[fmt](io.BytesIO(data), full=True)  # checks size and integrity first
+            header = formats.header(io.BytesIO(data), fmt, full=True)  # checks size and integrity first
             formats.check_pixels(header.height, header.width)
             arr = _decode_cv2(data, fmt, header)
         if header.orientation in _ORIENT:
@@ -160,7 +149,7 @@ def read_info(path: str | os.PathLike[str]) -> ImageInfo:
         with formats.open_file(p) as fh:
             fmt = formats.sniff(fh.read(4096))
             fh.seek(0)
-            header = formats.tiff_header(fh) if fmt == "tiff" else _HEADERS[fmt](fh, full=False)
+            header = formats.header(fh, fmt, full=False)
         if header.channels is None:
             return read_raw(p)[1]
         h, w = (header.width, header.height) if header.orientation >= 5 else (header.height, header.width)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from skimage.restoration import denoise_tv_chambolle
 
 from apir.errors import ApirError
 from apir.registry import Registry
@@ -104,7 +105,6 @@ def cbm3d(image: np.ndarray, sigma: float) -> np.ndarray:
 @BASELINES.register("tv")
 def tv(image: np.ndarray, sigma: float) -> np.ndarray:
     """Chambolle total-variation denoising with ``weight = 0.8·σ/255``, channels separately."""
-    from skimage.restoration import denoise_tv_chambolle
 
     arr = _check(image)
     if sigma <= 0:

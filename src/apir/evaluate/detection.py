@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from apir.data.cases import iter_cases
@@ -107,10 +108,6 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels, dtype=bool)
     if labels.size == 0 or labels.all() or not labels.any():
         return math.nan
-    try:
-        from sklearn.metrics import roc_auc_score
-    except ImportError:  # pragma: no cover - scikit-learn is in the dev and "detect" extras
-        raise ApirError("the detection check needs scikit-learn: pip install scikit-learn") from None
     return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64)))
 
 

@@ -15,7 +15,13 @@ import numpy as np
 
 from apir.errors import ApirError
 from apir.evaluate.baselines import get_baseline
+from apir.restore.api import check_keep_input, restore_rgb
+from apir.restore.engine import check_engine, with_engine
 from apir.restore.functions import RestoreFn
+from apir.restore.guard import check_floor, guard_for_category
+from apir.restore.loading import resolve_model
+from apir.restore.noise_level import check_noise_level, check_strength
+from apir.restore.tiling import check_tiling
 
 
 @dataclass
@@ -51,12 +57,6 @@ def model_method(
     the restorer per category: a detector-guided restoration (:mod:`apir.restore.guard`) whose
     detector is fitted on that category's ``train/good``. All are recorded in ``model_info``.
     """
-    from apir.restore.api import check_keep_input, restore_rgb
-    from apir.restore.engine import check_engine, with_engine
-    from apir.restore.guard import check_floor, guard_for_category
-    from apir.restore.loading import resolve_model
-    from apir.restore.noise_level import check_noise_level, check_strength
-    from apir.restore.tiling import check_tiling
 
     keep_input = check_keep_input(keep_input)
     check_tiling(tile, overlap)  # before loading: a bad --tile/--overlap fails at once

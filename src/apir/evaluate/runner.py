@@ -40,6 +40,7 @@ from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.imageio import write_image, write_mask
 from apir.data.mvtec import Category, Sample, load_dataset, round_robin_by_type
 from apir.errors import ApirError, safe_name
+from apir.evaluate.detection import DetectionRun
 from apir.evaluate.metrics import DEFAULT_RING, image_metrics, metric_names
 from apir.evaluate.results import RESULTS_FILE, SCHEMA, Results, json_safe
 from apir.evaluate.results import load_results as load_results  # the one reader, also importable here
@@ -274,8 +275,6 @@ def evaluate(
     label = label or method
     detection = None
     if detector:
-        from apir.evaluate.detection import DetectionRun
-
         # The detection check is a consumer of the same stream: it runs per category right after
         # the category is scored, on the restorations the metrics used (each image restored once;
         # memory: one category's restored test images).

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from apir.errors import ApirError
 from apir.fsutil import atomic_path, os_error_reason, printable
+from apir.models import create_model, model_config
 
 OPTIM_PREFIX = "__optim__/"
 #: Largest model apir builds from a checkpoint: 2^30 parameters (4 GiB as float32), far above any
@@ -38,7 +39,6 @@ LAST = "last.safetensors"
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
-    from apir.models import model_config
 
     return model_config(model)
 
@@ -93,8 +93,6 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[int, 
     if not path.is_file():
         raise ApirError(f"{printable(path)}: checkpoint not found")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
@@ -139,7 +137,6 @@ def _build_checked(path: Path, header: dict[str, Any], shapes: dict[str, tuple[i
     Returns the keyword arguments for :func:`~apir.models.create_model`. Nothing is allocated: the
     meta device records shapes only.
     """
-    from apir.models import create_model
 
     config = dict(header["model"])
     name = config.pop("name")
@@ -273,7 +270,6 @@ def resolve_checkpoint(spec: str | Path) -> Path:
 
 def load_model(spec: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Build a model from a checkpoint file or run directory and load its weights (no pickle)."""
-    from apir.models import create_model
 
     path = resolve_checkpoint(spec)
     header, shapes = read_header(path)

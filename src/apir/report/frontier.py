@@ -14,8 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apir.evaluate.frontier import dominance
-from apir.report.formatting import fmt
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window (as apir.report.curves)
+import matplotlib.pyplot as plt  # noqa: E402
+
+from apir.evaluate.frontier import dominance  # noqa: E402
+from apir.report.formatting import fmt  # noqa: E402
 
 #: The knobs of ``apir evaluate`` that make a curve, with the value meaning "knob not used".
 KNOBS: dict[str, float] = {"strength": 1.0, "keep_input": 0.0, "guard_floor": 1.0}
@@ -103,11 +108,6 @@ def frontier_context(entries: list[tuple[str, str, Any, Any]], figures: Path) ->
 
 def plot_frontier(curves: list[Curve], singles: list[Curve], out: Path) -> Path:
     """Overall PSNR against defect PSNR and against retention; curves in knob order, sets as points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, name in (
         (axes[0], "psnr_defect", "PSNR inside the defect (dB)"),

@@ -19,6 +19,7 @@ from apir.device import select_device
 from apir.errors import ApirError, NonFiniteOutput
 from apir.restore.engine import check_engine, with_engine
 from apir.restore.inference import restore_tensor
+from apir.restore.loading import resolve_model
 from apir.restore.noise_level import check_noise_level, check_strength, estimate_noise_sigma, level_map
 from apir.restore.tiling import check_tiling
 
@@ -205,8 +206,6 @@ def restore_array(
         if engine == "onnx":  # "auto" leaves a module the caller built as it is
             model = with_engine(model, engine)
     else:
-        from apir.restore.loading import resolve_model
-
         model, _ = resolve_model(model, select_device(device))
         model = with_engine(model, engine)
     # bf16 autocast (CUDA only) is accurate to about 1/256 of the correction: enough for 8-bit samples,

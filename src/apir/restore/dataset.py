@@ -51,6 +51,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from apir.data.check import check_category
 from apir.data.degradations import DegradationPipeline, get_degradation
 from apir.data.mvtec import Category, _inside, is_category_dir, load_dataset
 from apir.errors import ApirError
@@ -113,7 +114,6 @@ def _other_files(src: Path, top: Path, follow_symlinks: bool) -> list[Path]:
 
 def _preflight_check(cats: Sequence[Category]) -> None:
     """Refuse a dataset that ``apir data check`` would fault, before any work (one line)."""
-    from apir.data.check import check_category
 
     problems = [p for c in cats for p in check_category(c).problems]
     if problems:

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from apir.cache import cache_dir
 from apir.errors import ApirError
+from apir.models import model_config
+from apir.restore.export import export_onnx
 from apir.version import __version__
 
 ENGINES = ("auto", "torch", "onnx")
@@ -47,7 +49,6 @@ def onnx_cache_dir() -> Path:
 
 
 def _weights_digest(model: nn.Module) -> str:
-    from apir.models import model_config
 
     h = hashlib.sha256(f"{__version__}/{model_config(model)}".encode())
     for name, tensor in sorted(model.state_dict().items()):
@@ -61,7 +62,7 @@ class OnnxModule(nn.Module):
 
     def __init__(self, path: Path, like: nn.Module, threads: int | None = None) -> None:
         super().__init__()
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency (extra "export"), checked by check_engine
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -99,7 +100,6 @@ def with_engine(model: nn.Module, engine: str = "auto") -> nn.Module:
         return model
     if not on_cpu:
         raise ApirError("--engine onnx runs on the CPU; use --engine torch with --device cuda")
-    from apir.restore.export import export_onnx
 
     try:
         digest = _weights_digest(model)

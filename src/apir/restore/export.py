@@ -18,6 +18,7 @@ here and only when needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from torch import nn
 
 from apir.errors import ApirError
 from apir.fsutil import atomic_path, os_error_reason, printable
+from apir.models import model_config
 from apir.version import __version__
 
 __all__ = ["DEFAULT_PARITY_SIZES", "check_onnx_parity", "export_onnx"]
@@ -117,12 +119,8 @@ def _writing(path: Path) -> Iterator[None]:
 
 def _add_metadata(graph: Any, model: nn.Module) -> None:
     entries = {"apir_version": __version__, "size_multiple": str(int(getattr(model, "size_multiple", 1)))}
-    try:
-        from apir.models import model_config
-
+    with contextlib.suppress(ApirError):  # not a registry model: exported without a config to rebuild it
         entries["apir_model"] = json.dumps(model_config(model))
-    except ApirError:
-        pass  # not a registry model: export it anyway, without a config to rebuild it from
     for key, value in entries.items():
         prop = graph.metadata_props.add()
         prop.key, prop.value = key, value

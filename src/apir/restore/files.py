@@ -70,6 +70,8 @@ from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
 from apir.restore.api import check_keep_input
 from apir.restore.engine import check_engine, with_engine
+from apir.restore.guard import guard_from_folder
+from apir.restore.loading import resolve_model
 from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
 from apir.restore.tiling import check_tiling, plan_tiles
@@ -293,8 +295,6 @@ def restore_paths(
         if not (isinstance(device, str) and device == "auto"):
             model = model.to(select_device(device))
     else:
-        from apir.restore.loading import resolve_model
-
         model, header = resolve_model(model, device)
     device_type = "cuda" if on_gpu_workers else str(_model_device(model).type)
     record = manifest.model_record(header, model)
@@ -302,8 +302,6 @@ def restore_paths(
         model = with_engine(model, engine)  # on the driver too: exports the ONNX graph once, up front
     guard = None
     if guard_dir is not None:
-        from apir.restore.guard import guard_from_folder
-
         guard = guard_from_folder(
             guard_dir, model, floor=guard_floor, tile=tile, overlap=overlap, noise_level=noise_level,
             strength=strength,
@@ -390,8 +388,6 @@ def _ray_file_worker(
     if isinstance(spec, nn.Module):
         model = spec.to(select_device(device))
     else:
-        from apir.restore.loading import resolve_model
-
         model, _ = resolve_model(spec, device)
     if engine == "onnx" or not given_module:
         model = with_engine(model, engine)

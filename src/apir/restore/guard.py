@@ -28,13 +28,17 @@ so this module depends on nothing downstream of restoration at import time.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from apir.data.cases import iter_cases
+from apir.data.imageio import list_images, read_image
 from apir.errors import ApirError
+from apir.evaluate.detector import ReferenceDetector
+from apir.restore.api import restore_rgb
 from apir.restore.functions import restore_cases
 
 DEFAULT_FLOOR = 0.3
@@ -86,8 +90,6 @@ class DetectorGuard:
                 f"guard: need at least 2 good images (1 to fit, 1 to calibrate), got {len(images)}"
             )
         if detector_factory is None:
-            from apir.evaluate.detector import ReferenceDetector
-
             detector_factory = ReferenceDetector
         prepared = [np.clip(restore(im), 0, 1) if restore is not None else im for im in images]
         fit_set, calibration = prepared[0::2], prepared[1::2]
@@ -119,10 +121,6 @@ def guard_from_folder(
     strength: float = 1.0,
 ) -> DetectorGuard:
     """A guard from a folder of good images of the same part, each restored as the inputs will be."""
-    from pathlib import Path
-
-    from apir.data.imageio import list_images, read_image
-    from apir.restore.api import restore_rgb
 
     folder = Path(folder)
     if not folder.is_dir():

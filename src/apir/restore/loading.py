@@ -23,7 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from apir.device import select_device
 from apir.errors import ApirError
+from apir.models import list_models
+from apir.models.checkpoint import load_model, resolve_checkpoint
 
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "resolve_model", "shipped_weights"]
 
@@ -41,13 +44,11 @@ def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    from apir.device import select_device
 
     return select_device("auto" if device is None else device)
 
 
 def _load(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    from apir.models.checkpoint import load_model, resolve_checkpoint
 
     path = resolve_checkpoint(path)  # a run directory → its best (else last) checkpoint
     if path.suffix.lower() in _PICKLE_SUFFIXES:
@@ -82,8 +83,6 @@ def resolve_model(
     if path.exists():
         return _load(path, dev)
     if isinstance(spec, str) and "/" not in text and "\\" not in text and not path.suffix:
-        from apir.models import list_models
-
         if text in list_models():
             weights = shipped_weights(text)
             if not weights.is_file():

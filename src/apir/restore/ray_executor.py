@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from apir.errors import ApirError
 from apir.restore.work import Outcome
@@ -94,8 +95,6 @@ class _Worker:
     """One actor: builds its per-file function once (the model), then maps task batches to outcomes."""
 
     def __init__(self, setup: Callable[[], Callable[[Any], Outcome]], threads: int) -> None:
-        import torch
-
         torch.set_num_threads(max(1, threads))  # this actor's share of the node's CPUs
         self.error: str | None = None
         try:

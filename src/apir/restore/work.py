@@ -26,9 +26,11 @@ from pydantic import BaseModel, ConfigDict
 
 from apir.data.cases import iter_cases
 from apir.data.imageio import read_image, write_image
+from apir.data.mvtec import Sample
 from apir.errors import ApirError, NonFiniteOutput
 from apir.fsutil import atomic_path, os_error_reason, printable
 from apir.restore import manifest
+from apir.restore.api import restore_rgb
 from apir.restore.functions import restore_case
 
 __all__ = ["DatasetTask", "FileTask", "Outcome", "degrade_image", "restore_file"]
@@ -64,7 +66,6 @@ class DatasetTask(_Frozen):
     original: str | None = None
 
     def sample(self) -> Any:
-        from apir.data.mvtec import Sample
 
         return Sample(
             image=Path(self.src),
@@ -130,7 +131,6 @@ def restore_file(
     ``progress(model, shape)`` may return a context manager yielding a tile callback (the local run's
     tile bar); ``begin(rel)`` is called just before the output is written (the local journal).
     """
-    from apir.restore.api import restore_rgb
 
     src, dst = Path(task.src), Path(task.dst)
     rel = dst.relative_to(out_dir).as_posix()

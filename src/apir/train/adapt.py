@@ -19,6 +19,7 @@ from pathlib import Path
 
 from apir.errors import ApirError
 from apir.models.checkpoint import read_checkpoint, resolve_checkpoint
+from apir.restore.loading import shipped_weights
 from apir.train.config import RunConfig, config_from_dict
 from apir.train.loop import TrainResult, train
 
@@ -27,8 +28,6 @@ DEFAULT_MINUTES = 10.0
 
 def _base_checkpoint(base: str | Path | None) -> Path:
     if base is None or str(base) == "default":
-        from apir.restore.loading import shipped_weights
-
         return shipped_weights()
     return resolve_checkpoint(base)
 

@@ -44,6 +44,8 @@ from apir.models.checkpoint import (
     save_checkpoint,
 )
 from apir.precision import amp_dtype
+from apir.report.curves import plot_training_curves
+from apir.restore.loading import shipped_weights
 from apir.train.config import RunConfig, dump_config
 from apir.train.distributed import DistContext, any_rank, barrier, cleanup, init_distributed, mean_over_ranks
 
@@ -165,8 +167,6 @@ def model_input(model: nn.Module, degraded: torch.Tensor, level: torch.Tensor) -
 
 def _init_path(spec: str) -> Path:
     if spec == "default":
-        from apir.restore.loading import shipped_weights
-
         return shipped_weights()
     return resolve_checkpoint(spec)
 
@@ -550,6 +550,5 @@ def _train_locked(
 
 
 def _plot_curves(run_dir: Path) -> None:
-    from apir.report.curves import plot_training_curves
 
     plot_training_curves(run_dir / "log.csv", run_dir / "curves.png")
