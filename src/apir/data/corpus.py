@@ -55,7 +55,6 @@ def _package_file(module: str, *parts: str) -> Callable[[], np.ndarray]:
     """Loader for an image file shipped inside an installed package (uint8 RGB or gray)."""
 
     def load() -> np.ndarray:
-
         root = Path(importlib.import_module(module).__file__).parent
         loaded = read_image(root.joinpath(*parts))
         rgb = np.round(loaded.rgb * 255).astype(np.uint8)

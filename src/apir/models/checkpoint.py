@@ -39,7 +39,6 @@ LAST = "last.safetensors"
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
-
     return model_config(model)
 
 

@@ -49,7 +49,6 @@ def onnx_cache_dir() -> Path:
 
 
 def _weights_digest(model: nn.Module) -> str:
-
     h = hashlib.sha256(f"{__version__}/{model_config(model)}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())

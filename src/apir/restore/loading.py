@@ -44,12 +44,10 @@ def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-
     return select_device("auto" if device is None else device)
 
 
 def _load(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-
     path = resolve_checkpoint(path)  # a run directory → its best (else last) checkpoint
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise ApirError(

@@ -66,7 +66,6 @@ class DatasetTask(_Frozen):
     original: str | None = None
 
     def sample(self) -> Any:
-
         return Sample(
             image=Path(self.src),
             category=self.category,

@@ -550,5 +550,4 @@ def _train_locked(
 
 
 def _plot_curves(run_dir: Path) -> None:
-
     plot_training_curves(run_dir / "log.csv", run_dir / "curves.png")
