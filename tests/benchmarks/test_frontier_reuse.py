@@ -1,0 +1,62 @@
+"""benchmarks/frontier.py --reuse: curves of another run are taken only for the same images."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import frontier  # noqa: E402
+
+
+def _point(knob: float, psnr: float) -> dict:
+    return {"knob": knob, "psnr": psnr, "psnr_defect": psnr - 2, "retention": 0.8}
+
+
+def _results(tmp_path: Path, strength_psnr: float, **settings) -> Path:
+    data = {
+        "settings": {"data": "/x/corpus_unseen", "max_per_category": 2, "categories": None, "seed": 0}
+        | settings,
+        "curves": {
+            "noise25": {
+                "strength": [_point(0.5, 27.0), _point(1.0, strength_psnr)],
+                "cbm3d": [_point(1.0, 28.5)],
+            }
+        },
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+SETTINGS = {"data": Path("/y/corpus_unseen"), "max_per_category": 2, "categories": None, "seed": 0}
+
+
+def test_reuse_adds_the_curves_this_run_did_not_measure(tmp_path):
+    curves = {"noise25": {"strength": [_point(0.5, 27.0), _point(1.0, 28.0)]}}
+    reused = frontier.reuse_curves(_results(tmp_path, 28.0), curves, dict(SETTINGS))
+    assert reused == ["noise25/cbm3d"]
+    assert curves["noise25"]["cbm3d"] == [_point(1.0, 28.5)]
+    assert curves["noise25"]["strength"][1]["psnr"] == 28.0  # this run's own curve is kept
+
+
+def test_reuse_refuses_other_images(tmp_path):
+    curves = {"noise25": {"strength": [_point(0.5, 27.0), _point(1.0, 28.0)]}}
+    with pytest.raises(SystemExit, match="not the same images"):  # the check curve disagrees
+        frontier.reuse_curves(_results(tmp_path, 28.01), curves, dict(SETTINGS))
+    with pytest.raises(SystemExit, match="seed differs"):
+        frontier.reuse_curves(_results(tmp_path, 28.0, seed=1), curves, dict(SETTINGS))
+    with pytest.raises(SystemExit, match="measured on"):
+        frontier.reuse_curves(_results(tmp_path, 28.0, data="/x/other"), curves, dict(SETTINGS))
+    assert "cbm3d" not in curves["noise25"]
+
+
+def test_models_curves_are_named_after_their_model():
+    assert frontier.knob_label("strength@finetune_w0.3") == "finetune_w0.3, --strength s"
+    assert frontier.knob_values("strength@x") == frontier.KNOBS["strength"][1]
+    assert frontier._name_and_model("a=runs/x") == ("a", "runs/x")
+    with pytest.raises(SystemExit, match="NAME=MODEL"):
+        frontier._name_and_model("runs/x")
