@@ -106,7 +106,6 @@ def _remove_quietly(path: Path) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``).
-
     The parent directory must exist. On any failure (including KeyboardInterrupt) the temporary file
     is removed, the exception propagates and an existing ``path`` is unchanged.
     """
@@ -117,7 +116,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` to write to; it replaces ``path`` only on success.
-
     The yielded file already exists (empty, so its name is reserved) and has the same suffix as
     ``path``, e.g. ``.plot.png.1a2b3c4d.tmp.png``. When the ``with`` body finishes without an
     exception the file is flushed to disk and renamed over ``path``; if the body (or the rename)
@@ -171,7 +169,6 @@ def is_relative_to(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool
 
 def link_escapes(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
     """True if ``path`` reaches outside ``root`` through a symbolic link (of itself or a parent).
-
     Why: a dataset or input folder may hold a link to ``/etc/shadow`` or to a folder elsewhere;
     following it would copy, or take as data, files the user never gave apir. Links that stay
     inside ``root`` are harmless and followed.
@@ -192,7 +189,6 @@ def _temp_pattern(target: Path) -> re.Pattern[str]:
 
 def stale_temp_files(target: str | os.PathLike[str]) -> list[Path]:
     """apir's temporary files for ``target`` (hidden, next to it), e.g. left behind by ``kill -9``.
-
     Only call this while holding the lock of the folder (:mod:`apir.locking`): otherwise a temp
     file may belong to a run that is still writing.
     """
@@ -238,10 +234,8 @@ def os_error_reason(err: BaseException) -> str:
 
 def check_writable(folder: str | os.PathLike[str], what: str = "output folder") -> None:
     """Create (if needed) ``folder`` and prove a file can be created in it, or raise ApirError.
-
     Done before long work, so a read-only target fails in the first second, not after hours.
     """
-
     d = Path(folder)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -254,11 +248,9 @@ def check_writable(folder: str | os.PathLike[str], what: str = "output folder") 
 
 def check_free_space(folder: str | os.PathLike[str], needed: int, what: str = "the outputs") -> None:
     """Raise ApirError if the file system of ``folder`` has less than ``needed`` bytes free.
-
     ``needed`` is an estimate from the inputs (outputs are about as large as their inputs); a disk
     that fills anyway is still an error naming the file, but this catches the obvious case up front.
     """
-
     d = Path(folder)
     while not d.exists() and d != d.parent:
         d = d.parent
@@ -289,7 +281,6 @@ _BIDI = {chr(c) for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066,
 
 def printable(text: object) -> str:
     """``text`` (a path, a message) with control characters escaped, for one safe terminal line.
-
     A file name may hold a newline (which would split a warning in two), ANSI escape sequences
     (which would recolour or rewrite the terminal), bidirectional overrides, or bytes that are not
     UTF-8 (surrogates here, which would make ``print`` fail). They are shown as ``\\n``, ``\\x1b``,
@@ -313,14 +304,12 @@ def printable(text: object) -> str:
 
 def prepare_staging(folder: str | os.PathLike[str], *, marker: str, force: bool, what: str) -> Path:
     """A fresh hidden staging folder beside ``folder`` for a build published by :func:`publish_staging`.
-
     Why one helper: every apir command that builds a folder (demo dataset, corpus, unseen set) writes
     it in a hidden ``.<name>.building`` sibling and renames it at the end, so an interrupted build
     leaves no half folder, and replaces an existing ``folder`` only if it holds ``marker`` (apir built
     it) and ``force`` is set: apir never deletes a folder it did not create. Nothing is deleted here;
     the old folder goes only when the new one is complete.
     """
-
     folder = Path(folder)
     if folder.exists():
         if not (folder / marker).is_file():
@@ -345,14 +334,12 @@ def claim_output_folder(
     recognise: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Create ``folder`` for a command's output, or take back one it wrote before; refuse any other.
-
     Why one helper: apir never writes into a folder it did not create. A folder that exists and is
     not empty is taken only if it holds ``marker`` (or ``recognise(folder)`` says it is the
     command's own, e.g. written before markers existed); ``clear(folder)`` then removes what the
     earlier run wrote. The marker (text ``stamp``) is written first, so an interrupted run's folder is
     still recognised by the next. Problems are one-line errors.
     """
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ApirError(f"{printable(folder)}: exists and is not a folder; choose another output folder")
@@ -376,7 +363,6 @@ class FolderAppeared(Exception):
 
 def publish_staging(staging: Path, folder: str | os.PathLike[str], *, marker: str | None = None) -> None:
     """Put the complete ``staging`` folder at ``folder``, replacing an earlier one only now.
-
     Why one helper: the demo dataset, the corpus, restored datasets and reports are all built beside
     their target and published at the end. An earlier ``folder`` (its ownership checked by the
     caller before the work) is moved aside, the new one renamed in, and the old one deleted last;

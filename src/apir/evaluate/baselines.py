@@ -68,7 +68,6 @@ def identity(image: np.ndarray, sigma: float) -> np.ndarray:
 @BASELINES.register("nlm")
 def nlm(image: np.ndarray, sigma: float) -> np.ndarray:
     """OpenCV fast non-local means with ``h = 0.9·σ`` on the 8-bit image (all channels jointly).
-
     ``cv2.fastNlMeansDenoising`` on the RGB array rather than ``fastNlMeansDenoisingColored``: the
     latter filters in CIELAB, whose lightness is a non-linear function of RGB, so the noise there
     depends on brightness and no single ``h`` tied to σ fits; on the demo images it scored 2–3 dB
@@ -87,7 +86,6 @@ def nlm(image: np.ndarray, sigma: float) -> np.ndarray:
 @BASELINES.register("cbm3d")
 def cbm3d(image: np.ndarray, sigma: float) -> np.ndarray:
     """Colour BM3D (``bm3d.bm3d_rgb``) with the true σ; gray images through ``bm3d.bm3d``.
-
     Slow: 6–9 s for a 256² RGB image on two CPU cores, ~3 s gray; time grows with the pixel count.
     """
     try:
@@ -105,7 +103,6 @@ def cbm3d(image: np.ndarray, sigma: float) -> np.ndarray:
 @BASELINES.register("tv")
 def tv(image: np.ndarray, sigma: float) -> np.ndarray:
     """Chambolle total-variation denoising with ``weight = 0.8·σ/255``, channels separately."""
-
     arr = _check(image)
     if sigma <= 0:
         return arr.copy()

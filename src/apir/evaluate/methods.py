@@ -49,7 +49,6 @@ def model_method(
     guard_floor: float | None = None,
 ) -> Method:
     """A checkpoint / run directory / shipped model as a restore function.
-
     ``keep_input`` adds back that share of (input − output), the trade-off knob of
     :func:`apir.restore.api.restore_rgb`. For noise-level-aware models ``noise_level`` is None
     (estimated from each image: blind), a σ (0-255), or ``"true"``: the degradation's own σ, as CBM3D
@@ -57,7 +56,6 @@ def model_method(
     the restorer per category: a detector-guided restoration (:mod:`apir.restore.guard`) whose
     detector is fitted on that category's ``train/good``. All are recorded in ``model_info``.
     """
-
     keep_input = check_keep_input(keep_input)
     check_tiling(tile, overlap)  # before loading: a bad --tile/--overlap fails at once
     strength = check_strength(strength)

@@ -74,7 +74,6 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and the ``apir`` header of a checkpoint; any problem is a one-line ApirError.
-
     The header is read and checked first (:func:`read_header`), the tensors only after.
     """
     path = Path(path)
@@ -132,11 +131,9 @@ def check_header(header: Any, path: str | Path) -> None:
 
 def _build_checked(path: Path, header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     """Build the header's model on the meta device and check it against the file's tensors.
-
     Returns the keyword arguments for :func:`~apir.models.create_model`. Nothing is allocated: the
     meta device records shapes only.
     """
-
     config = dict(header["model"])
     name = config.pop("name")
     try:
@@ -202,7 +199,6 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: str
 
 def init_from_checkpoint(model: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> list[str]:
     """Warm-start ``model`` from another checkpoint's weights; returns the names that were widened.
-
     A weight whose shape differs from the model's only by *more input channels* (dimension 1 of a
     convolution, e.g. the noise-level channel a noise-level-aware model adds to the intro conv) is
     copied into the first channels and the new ones start at zero, so the new model starts out
@@ -269,7 +265,6 @@ def resolve_checkpoint(spec: str | Path) -> Path:
 
 def load_model(spec: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Build a model from a checkpoint file or run directory and load its weights (no pickle)."""
-
     path = resolve_checkpoint(spec)
     header, shapes = read_header(path)
     config = _build_checked(path, header, shapes)  # before any tensor is read or allocated

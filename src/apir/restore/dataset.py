@@ -114,7 +114,6 @@ def _other_files(src: Path, top: Path, follow_symlinks: bool) -> list[Path]:
 
 def _preflight_check(cats: Sequence[Category]) -> None:
     """Refuse a dataset that ``apir data check`` would fault, before any work (one line)."""
-
     problems = [p for c in cats for p in check_category(c).problems]
     if problems:
         n = len(problems)
@@ -165,7 +164,6 @@ def restore_dataset(
     restore_factory: Callable[[], RestoreFn] | None = None,
 ) -> Path:
     """Write a degraded-then-restored copy of the MVTec-layout dataset ``root`` to ``out_root``.
-
     ``root`` is a dataset root (its selected ``categories`` are copied, with the root's own files) or
     one category folder (then ``out_root`` becomes that category). ``restore_fn(degraded, sigma)``
     gets float32 H×W×3 in [0, 1] and the true noise σ (0–255); None writes the degraded images
@@ -469,7 +467,6 @@ class _Appeared(ApirError):
 
 def _replace(out_root: Path, staging: Path) -> None:
     """Move ``staging`` to ``out_root``; an earlier output (checked before) is removed only now.
-
     Checked again here: a folder someone created at ``out_root`` while the run worked is never
     renamed or deleted, and the finished dataset stays in ``staging`` for ``--resume``.
     """

@@ -81,7 +81,6 @@ class DetectorGuard:
         detector_factory: Callable[[], AnomalyScorer] | None = None,
     ) -> DetectorGuard:
         """Fit on every other good image, calibrate the threshold on the rest.
-
         ``restore``, if given, is applied to each good image first: pass the same restoration the
         guarded images get, so the detector sees restored normal appearance as normal.
         """
@@ -121,7 +120,6 @@ def guard_from_folder(
     strength: float = 1.0,
 ) -> DetectorGuard:
     """A guard from a folder of good images of the same part, each restored as the inputs will be."""
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ApirError(f"{folder}: --guard needs a folder of good images")

@@ -91,7 +91,6 @@ class DatasetTask(_Frozen):
 
 class Outcome(_Frozen):
     """What became of one task: its manifest entry, or why it was skipped, or why the run must stop.
-
     ``skipped`` (the file is left out, the run goes on) and ``fatal`` (the run stops) are one-line
     messages naming the file; both may be set (a full disk skips this file and stops the run).
     """
@@ -126,11 +125,9 @@ def restore_file(
     begin: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Restore ``task.src`` with ``model`` and write it atomically to ``task.dst`` (``apir restore``).
-
     ``progress(model, shape)`` may return a context manager yielding a tile callback (the local run's
     tile bar); ``begin(rel)`` is called just before the output is written (the local journal).
     """
-
     src, dst = Path(task.src), Path(task.dst)
     rel = dst.relative_to(out_dir).as_posix()
     try:
@@ -184,7 +181,6 @@ def degrade_image(
     begin: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Degrade one dataset image exactly as ``apir evaluate`` does, restore it, write it (restore-dataset).
-
     The image is the same :class:`~apir.data.cases.EvalCase` evaluation scores, its degradation fixed
     by ``(seed, sample key)`` only, never by which worker runs it or in which order, so every executor
     writes the same bytes; it is restored once by :func:`~apir.restore.functions.restore_case`.
