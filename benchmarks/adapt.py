@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, fmt, markdown_table, provenance, provenance_markdown, publish_results  # noqa: E402
+from common import (  # noqa: E402
+    REPO_ROOT,
+    fmt,
+    markdown_table,
+    provenance,
+    provenance_markdown,
+    publish_results,
+    set_threads,
+)
 
 #: Unseen categories with 16 train/good and 16 test images (textures from three packages).
 CATEGORIES = ["nexuiz_01", "nexuiz_04", "redeclipse_01", "supertuxkart_01"]
@@ -50,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "bench_adapt")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "adapt_unseen")
     args = ap.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from apir.evaluate.methods import model_method
     from apir.evaluate.runner import evaluate
     from apir.train.adapt import adapt

@@ -198,3 +198,13 @@ def publish_results(stem: Path, markdown: str, data: dict[str, Any]) -> tuple[Pa
     print(markdown)
     print(f"wrote {md} and {js}", file=sys.stderr)
     return md, js
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit PyTorch's and OpenCV's thread pools (``--threads``); None leaves their defaults."""
+    if threads:
+        import cv2
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)

@@ -41,11 +41,17 @@ from common import (  # noqa: E402
     markdown_table,
     provenance,
     provenance_markdown,
+    set_threads,
     utc_now,
     write_results,
 )
 
-from apir.evaluate.frontier import dominance, milestone  # noqa: E402
+from apir.evaluate.frontier import (  # noqa: E402
+    MILESTONE_DEFECT_GAIN,
+    MILESTONE_RETENTION,
+    dominance,
+    milestone,
+)
 
 PRESETS = ["noise25", "blur1_noise15"]
 KNOBS: dict[str, tuple[str, list[float]]] = {
@@ -55,7 +61,6 @@ KNOBS: dict[str, tuple[str, list[float]]] = {
     "guard": ("apir default + --guard, floor f", [1.0, 0.6, 0.3, 0.1]),
 }
 BASELINE = "strength"  # the default's own curve: the thing to beat, with CBM3D beside it
-from apir.evaluate.frontier import MILESTONE_DEFECT_GAIN, MILESTONE_RETENTION  # noqa: E402
 
 #: Settings that must match for a curve of another run to be compared with this run's (same images,
 #: same degradations): see :func:`reuse_curves`.
@@ -153,12 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rescore:
         return rescore(args.rescore)
-    if args.threads:
-        import cv2
-        import torch
-
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    set_threads(args.threads)
     from apir.data.degradations import get_degradation
     from apir.data.mvtec import find_category_dirs, load_category
     from apir.evaluate.baselines import get_baseline

@@ -52,6 +52,7 @@ from common import (  # noqa: E402
     markdown_table,
     provenance,
     provenance_markdown,
+    set_threads,
     write_results,
 )
 
@@ -387,12 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         out = plot_tradeoff(scores, args.plot_only.with_name(f"{args.plot_only.stem}_tradeoff.png"))
         print(f"wrote {out}", file=sys.stderr)
         return 0
-    if args.threads:
-        import cv2
-        import torch
-
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    set_threads(args.threads)
     from apir.data.demo import build_demo_dataset
     from apir.evaluate.baselines import get_baseline
     from apir.evaluate.methods import model_method

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier  # noqa: E402
-from common import REPO_ROOT  # noqa: E402
+from common import REPO_ROOT, set_threads  # noqa: E402
 
 CONFIG = REPO_ROOT / "configs" / "survival_finetune.yaml"
 
@@ -58,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "frontier_survival")
     args, frontier_args = ap.parse_known_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     models = []
     for weight in args.weights:
         best = train_weight(weight, args.corpus, args.runs / f"w{weight:g}", args.config)
