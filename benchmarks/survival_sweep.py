@@ -31,8 +31,12 @@ CONFIG = REPO_ROOT / "configs" / "survival_finetune.yaml"
 
 
 def train_weight(weight: float, corpus: Path, run_dir: Path, config_path: Path) -> Path:
-    """Fine-tune at ``weight`` into ``run_dir``; a finished run is kept, an interrupted one resumed."""
-    from apir.models.checkpoint import BEST, LAST, read_header
+    """Fine-tune at ``weight`` into ``run_dir``; a finished run is kept, an interrupted one resumed.
+
+    Returns the weights at the end of the schedule (the same number of steps for every weight), not
+    those of the best validation PSNR: selecting on overall PSNR would select against the term.
+    """
+    from apir.models.checkpoint import LAST, read_header
     from apir.train.config import load_config, override
     from apir.train.loop import train
 
@@ -41,11 +45,11 @@ def train_weight(weight: float, corpus: Path, run_dir: Path, config_path: Path) 
     if last.is_file():
         if int(read_header(last)[0].get("epoch", 0)) >= config.train.epochs:
             print(f"[sweep] {run_dir} is finished; kept", file=sys.stderr, flush=True)
-            return run_dir / BEST
+            return run_dir / LAST
         train(config, run_dir, resume=True)
     else:
         train(config, run_dir, force=run_dir.exists())
-    return run_dir / BEST
+    return run_dir / LAST
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     models = []
     for weight in args.weights:
-        best = train_weight(weight, args.corpus, args.runs / f"w{weight:g}", args.config)
-        models.append(f"finetune_w{weight:g}={best}")
+        weights = train_weight(weight, args.corpus, args.runs / f"w{weight:g}", args.config)
+        models.append(f"finetune_w{weight:g}={weights}")
     if args.train_only:
         return 0
     threads = ["--threads", str(args.threads)] if args.threads else []
