@@ -346,7 +346,7 @@ def plot_frontier(curves: dict[str, dict[str, list[dict[str, Any]]]], out: Path)
             for curve, points in curves[preset].items():
                 # In knob order: a knob that first raises then lowers overall PSNR (CBM3D's σ scale,
                 # --strength) draws as the path it is, not as a zigzag sorted by PSNR.
-                pts = [(p["psnr"], p[key], p["knob"]) for p in sorted(points, key=lambda q: q["knob"])]
+                pts = [(p["psnr"], p.get(key), p["knob"]) for p in sorted(points, key=lambda q: q["knob"])]
                 pts = [q for q in pts if q[1] is not None]
                 if not pts:
                     continue
@@ -404,7 +404,7 @@ def render(data: dict[str, Any], plot: Path) -> str:
         headers = ["curve", "knob", "PSNR", "PSNR defect", "retention"] + (["pixel AUROC"] if auroc else [])
         lines += [markdown_table(headers, rows), ""]
         if auroc:
-            first = next(p for pts in by.values() for p in pts)
+            first = next(p for pts in by.values() for p in pts if p.get("pixel_auroc") is not None)
             restored = [
                 p["pixel_auroc"] for pts in by.values() for p in pts if p.get("pixel_auroc") is not None
             ]

@@ -60,3 +60,23 @@ def test_models_curves_are_named_after_their_model():
     assert frontier._name_and_model("a=runs/x") == ("a", "runs/x")
     with pytest.raises(SystemExit, match="NAME=MODEL"):
         frontier._name_and_model("runs/x")
+
+
+def test_results_mixing_curves_with_and_without_detector_scores_are_written(tmp_path):
+    """A reused curve measured without --detector has no AUROC; the plot and tables must cope."""
+    with_auroc = [
+        {**_point(k, p), "pixel_auroc": a, "pixel_auroc_degraded": 0.5, "pixel_auroc_clean": 0.9}
+        for k, p, a in ((0.5, 27.0, 0.6), (1.0, 28.0, 0.62))
+    ]
+    data = {
+        **frontier.provenance("cpu"),
+        "settings": {"data": "/x/u", "max_per_category": 2, "seed": 0},
+        "n_categories": 1,
+        "curves": {"noise25": {"strength": with_auroc, "cbm3d": [_point(0.5, 26.0), _point(1.0, 28.5)]}},
+    }
+    assert frontier._score_and_write(data, tmp_path / "out") == 0
+    markdown = (tmp_path / "out.md").read_text()
+    assert "| CBM3D, true σ × s | 1 | 28.50 | 26.50 | 0.800 | – |" in markdown
+    assert "clean test images 0.900, degraded input 0.500" in markdown
+    assert (tmp_path / "out.png").stat().st_size > 0
+    assert json.loads((tmp_path / "out.json").read_text())["dominance"]["noise25"]
