@@ -15,6 +15,8 @@ def test_version_and_models(capsys):
     assert main(["models"]) == 0
     names = capsys.readouterr().out.split()
     assert {"unet", "rcan", "nafnet"} <= set(names)
+    assert main(["models", "--weights"]) == 0
+    assert capsys.readouterr().out.split() == ["default", "survival"]
 
 
 def test_train_restore_evaluate_report(tiny_demo, tiny_train_config, tmp_path, capsys):

@@ -92,6 +92,11 @@ def _cmd_data_sheet(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.weights:
+        from apir.restore.loading import shipped_names
+
+        print("\n".join(shipped_names()))
+        return 0
     from apir.models import list_models
 
     print("\n".join(list_models()))
@@ -656,6 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("models", help="list the available architectures")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="list the weights shipped with apir instead (each a --model name: default, survival, ...)",
+    )
     p.set_defaults(func=_cmd_models)
     return parser
 

@@ -303,6 +303,18 @@ def test_resolve_model_errors_are_one_line(tmp_path, monkeypatch):
     _one_line_error(resolve_model, "resnet", "cpu", match="neither a checkpoint file.*nafnet")
 
 
+def test_shipped_weights_load_by_name():
+    """--model survival: the shipped default fine-tuned with the paired defect-response term; its
+    own weights (not the default's) and the record of how it was made."""
+    assert loading.shipped_names() == ["default", "survival"]
+    survival, header = resolve_model("survival", "cpu")
+    default, _ = resolve_model(None, "cpu")
+    assert header["source"].endswith("survival.safetensors") and header["config"]["loss"]["pair_weight"] > 0
+    assert type(survival) is type(default) and survival.level_input
+    a, b = survival.state_dict(), default.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resolve_model_refuses_a_checkpoint_of_another_architecture(tmp_path):
     from safetensors.torch import save_file
 

@@ -6,9 +6,11 @@ in this order:
 1. an existing path: a ``.safetensors`` checkpoint file, or a training run directory (its
    ``best.safetensors``, else ``last.safetensors``). An existing path always wins, so a run directory
    that happens to be called ``rcan`` is used as such (write ``./rcan`` to make that explicit);
-2. a registry model name (``apir models``): the *pretrained weights shipped inside the package* for
-   that name, ``apir/weights/<name>.safetensors``. Weights ship with the package rather than being
-   downloaded because dead download links are the most common complaint about restoration repos;
+2. the name of weights shipped inside the package, ``apir/weights/<name>.safetensors``
+   (:func:`shipped_names`: ``default``; ``survival``, the default fine-tuned to keep more of a defect,
+   docs/model_card.md), or a registry model name (``apir models``) whose pretrained weights ship
+   under that name. Weights ship with the package rather than being downloaded because dead
+   download links are the most common complaint about restoration repos;
 3. None: the shipped default model, ``apir/weights/default.safetensors``.
 
 Anything else is a one-line :class:`~apir.errors.ApirError` saying what to pass instead. Checkpoints
@@ -28,7 +30,7 @@ from apir.errors import ApirError
 from apir.models import list_models
 from apir.models.checkpoint import load_model, resolve_checkpoint
 
-__all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "resolve_model", "shipped_weights"]
+__all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_DIR", "resolve_model", "shipped_names", "shipped_weights"]
 
 #: Where pretrained weights live inside the installed package (package data, see pyproject.toml).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -41,6 +43,11 @@ _HINT = "pass --model with a checkpoint file or a training run directory (apir t
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
     """Path of the shipped weights file for ``name`` (it may not exist)."""
     return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def shipped_names() -> list[str]:
+    """Names of the weights shipped inside the package (``--model NAME``), sorted."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -81,13 +88,12 @@ def resolve_model(
     if path.exists():
         return _load(path, dev)
     if isinstance(spec, str) and "/" not in text and "\\" not in text and not path.suffix:
+        if text in shipped_names():
+            return _load(shipped_weights(text), dev)
         if text in list_models():
-            weights = shipped_weights(text)
-            if not weights.is_file():
-                raise ApirError(f"no pretrained weights ship for {text!r} yet; {_HINT}")
-            return _load(weights, dev)
+            raise ApirError(f"no pretrained weights ship for {text!r} yet; {_HINT}")
         raise ApirError(
             f"{text!r} is neither a checkpoint file, a training run directory nor a model name "
-            f"(models: {', '.join(list_models())})"
+            f"(shipped weights: {', '.join(shipped_names())}; models: {', '.join(list_models())})"
         )
     raise ApirError(f"{path}: checkpoint not found")
