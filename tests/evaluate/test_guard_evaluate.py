@@ -26,16 +26,16 @@ def _run(tiny_demo, out, *extra) -> dict:
 
 
 def test_guard_is_fitted_per_category_on_train_good_and_recorded(tiny_demo, tmp_path, monkeypatch):
-    import apir.restore.guard as guard_module
+    import apir.evaluate.methods as methods_module  # where evaluate looks the guard builder up
 
     seen = []
-    real = guard_module.guard_for_category
+    real = methods_module.guard_for_category
 
     def spy(category, pipeline, seed, restore_fn, **kw):
         seen.append((category.name, len(category.train), pipeline.name, seed))
         return real(category, pipeline, seed, restore_fn, **kw)
 
-    monkeypatch.setattr(guard_module, "guard_for_category", spy)
+    monkeypatch.setattr(methods_module, "guard_for_category", spy)
     result = _run(tiny_demo, tmp_path / "guarded", "--guard", "--guard-floor", "0.2", "--engine", "torch")
     assert seen == [("brick", 6, "noise25", 0)]  # once, on the category's 6 train/good images
     assert result["model"]["guard_floor"] == 0.2 and "guard floor 0.2" in result["label"]
