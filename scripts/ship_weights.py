@@ -3,7 +3,8 @@
 A ``last.safetensors`` holds AdamW's moments (3× the model's size) for ``--resume``; shipped weights
 need only the model, its config and where it came from.
 
-    python scripts/ship_weights.py runs/survival_sweep/w1/last.safetensors src/apir/weights/survival.safetensors
+    python scripts/ship_weights.py runs/survival_sweep/w1/last.safetensors \
+        src/apir/weights/survival.safetensors
 """
 
 from __future__ import annotations
