@@ -70,7 +70,6 @@ from apir.locking import LOCK_NAME, RunLock
 from apir.restore import manifest
 from apir.restore.api import check_keep_input
 from apir.restore.engine import check_engine, with_engine
-from apir.restore.guard import guard_from_folder
 from apir.restore.loading import resolve_model
 from apir.restore.noise_level import check_noise_level, check_strength
 from apir.restore.ray_executor import RayOptions, check_executor, ray_session, run_on_ray
@@ -302,6 +301,10 @@ def restore_paths(
         model = with_engine(model, engine)  # on the driver too: exports the ONNX graph once, up front
     guard = None
     if guard_dir is not None:
+        # Imported only with --guard: the guard brings the detector and the dataset layer, a third
+        # of a second of start-up that a plain `apir restore` need not pay.
+        from apir.restore.guard import guard_from_folder
+
         guard = guard_from_folder(
             guard_dir, model, floor=guard_floor, tile=tile, overlap=overlap, noise_level=noise_level,
             strength=strength,
