@@ -44,7 +44,6 @@ from apir.models.checkpoint import (
     save_checkpoint,
 )
 from apir.precision import amp_dtype
-from apir.report.curves import plot_training_curves
 from apir.restore.loading import shipped_weights
 from apir.train.config import RunConfig, dump_config
 from apir.train.distributed import DistContext, any_rank, barrier, cleanup, init_distributed, mean_over_ranks
@@ -550,4 +549,8 @@ def _train_locked(
 
 
 def _plot_curves(run_dir: Path) -> None:
+    # Imported here: only the main rank plots, and the other ranks of a torchrun job (processes of
+    # their own) should not load matplotlib for nothing.
+    from apir.report.curves import plot_training_curves
+
     plot_training_curves(run_dir / "log.csv", run_dir / "curves.png")
