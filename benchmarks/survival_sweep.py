@@ -30,7 +30,7 @@ from common import REPO_ROOT, set_threads  # noqa: E402
 CONFIG = REPO_ROOT / "configs" / "survival_finetune.yaml"
 
 
-def train_weight(weight: float, corpus: Path, run_dir: Path, config_path: Path) -> Path:
+def train_weight(weight: float, corpus: Path, run_dir: Path, config_path: Path, seed: int | None) -> Path:
     """Fine-tune at ``weight`` into ``run_dir``; a finished run is kept, an interrupted one resumed.
 
     Returns the weights at the end of the schedule (the same number of steps for every weight), not
@@ -40,7 +40,9 @@ def train_weight(weight: float, corpus: Path, run_dir: Path, config_path: Path) 
     from apir.train.config import load_config, override
     from apir.train.loop import train
 
-    config = override(load_config(config_path), **{"loss.pair_weight": weight, "data.root": str(corpus)})
+    config = override(
+        load_config(config_path), **{"loss.pair_weight": weight, "data.root": str(corpus), "train.seed": seed}
+    )
     last = run_dir / LAST
     if last.is_file():
         if int(read_header(last)[0].get("epoch", 0)) >= config.train.epochs:
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=REPO_ROOT / "runs" / "corpus")
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "survival_sweep")
+    ap.add_argument(
+        "--seed", type=int, help="training seed instead of the config's (another draw of the same run)"
+    )
     ap.add_argument("--train-only", action="store_true", help="fine-tune, do not score")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "frontier_survival")
@@ -65,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     models = []
     for weight in args.weights:
-        weights = train_weight(weight, args.corpus, args.runs / f"w{weight:g}", args.config)
-        models.append(f"finetune_w{weight:g}={weights}")
+        name = f"w{weight:g}" + (f"_seed{args.seed}" if args.seed is not None else "")
+        weights = train_weight(weight, args.corpus, args.runs / name, args.config, args.seed)
+        models.append(f"finetune_{name}={weights}")
     if args.train_only:
         return 0
     threads = ["--threads", str(args.threads)] if args.threads else []
