@@ -37,7 +37,7 @@ from common import (  # noqa: E402
     publish_results,
     set_threads,
 )
-from frontier import PRESETS, pooled  # noqa: E402
+from frontier import PRESETS, score_point  # noqa: E402
 
 #: The default's architecture (width 24, 2× pixel-unshuffle, σ-map input) and its neighbours.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -104,20 +104,15 @@ def train_variant(name: str, corpus: Path, run_dir: Path, minutes: float) -> dic
 def score(model: str | Path | None, data: Path, work: Path, max_per_category: int, seed: int) -> dict:
     from apir.data.mvtec import find_category_dirs
     from apir.evaluate.methods import model_method
-    from apir.evaluate.runner import evaluate
 
     restore_fn = model_method(model, engine="torch").restore_fn
-    out = {}
-    for preset in PRESETS:
-        rows: list[dict[str, Any]] = []
-        for cat in find_category_dirs(data):
-            res = evaluate(
-                cat, work / preset / cat.name, method="model", restore_fn=restore_fn, degradation=preset,
-                seed=seed, save_images=0, show_progress=False, max_per_category=max_per_category,
-            )  # fmt: skip
-            rows += res["images"]
-        out[preset] = pooled(rows)
-    return out
+    cats = find_category_dirs(data)
+    return {
+        preset: score_point(
+            cats, lambda _: restore_fn, preset, work / preset, seed=seed, max_per_category=max_per_category
+        )
+        for preset in PRESETS
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

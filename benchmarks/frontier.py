@@ -99,6 +99,36 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def score_point(
+    cats: list[Path],
+    restore_for: Callable[[Path], RestoreFn],
+    preset: str,
+    work: Path,
+    *,
+    seed: int,
+    max_per_category: int | None,
+    detector: bool = False,
+    method: str = "model",
+    label: str | None = None,
+) -> dict[str, Any]:
+    """One point of a curve: ``apir evaluate`` of every category (restorer ``restore_for(category)``)
+    at ``preset``, the rows :func:`pooled`, with the detector's mean AUROCs when ``detector``."""
+    from apir.evaluate.runner import evaluate
+
+    rows: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
+    for cat in cats:
+        res = evaluate(
+            cat, work / cat.name, method=method, restore_fn=restore_for(cat), degradation=preset, seed=seed,
+            save_images=0, label=label, show_progress=False, max_per_category=max_per_category,
+            detector=detector, detector_maps=0, detector_fit="clean",
+        )  # fmt: skip
+        rows += res["images"]
+        if detector:
+            detections.append(res["detection"]["categories"].get(cat.name, {}))
+    return {**pooled(rows), **(detection_means(detections) if detector else {})}
+
+
 def detection_means(per_category: list[dict[str, Any]]) -> dict[str, float | None]:
     """Mean pixel AUROC over categories of the reference detector (fitted on clean train/good) on the
     restored and on the degraded test images."""
@@ -163,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
     from apir.data.mvtec import find_category_dirs, load_category
     from apir.evaluate.baselines import get_baseline
     from apir.evaluate.methods import model_method
-    from apir.evaluate.runner import evaluate
 
     prov = provenance("cpu")
     started = time.time()
@@ -193,31 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             points = []
             for knob in knob_values(curve):
                 t0 = time.time()
-                rows: list[dict[str, Any]] = []
-                detections: list[dict[str, Any]] = []
-                for cat in cats:
-                    res = evaluate(
-                        cat,
-                        args.work / preset / curve / f"{knob:g}" / cat.name,
-                        method=curve,
-                        restore_fn=method_fn(curve, knob, cat, preset),
-                        degradation=preset,
-                        seed=args.seed,
-                        save_images=0,
-                        label=f"{knob_label(curve)} = {knob:g}",
-                        show_progress=False,
-                        max_per_category=args.max_per_category,
-                        detector=args.detector,
-                        detector_maps=0,
-                        detector_fit="clean",
-                    )
-                    rows += res["images"]
-                    if args.detector:
-                        detections.append(res["detection"]["categories"].get(cat.name, {}))
                 point = {
                     "knob": knob,
-                    **pooled(rows),
-                    **(detection_means(detections) if args.detector else {}),
+                    **score_point(
+                        cats,
+                        lambda cat, c=curve, k=knob, p=preset: method_fn(c, k, cat, p),
+                        preset,
+                        args.work / preset / curve / f"{knob:g}",
+                        seed=args.seed,
+                        max_per_category=args.max_per_category,
+                        detector=args.detector,
+                        method=curve,
+                        label=f"{knob_label(curve)} = {knob:g}",
+                    ),
                 }
                 points.append(point)
                 print(

@@ -80,3 +80,28 @@ def test_results_mixing_curves_with_and_without_detector_scores_are_written(tmp_
     assert "clean test images 0.900, degraded input 0.500" in markdown
     assert (tmp_path / "out.png").stat().st_size > 0
     assert json.loads((tmp_path / "out.json").read_text())["dominance"]["noise25"]
+
+
+def test_score_point_pools_every_category_as_evaluate_scores_it(tiny_demo, tmp_path):
+    """The helper both frontier.py and capacity_unseen.py score with: each category evaluated with
+    its own restorer, the per-image rows pooled (identity restorer: PSNR of the degraded input)."""
+    from apir.data.mvtec import find_category_dirs
+    from apir.evaluate.runner import evaluate
+
+    cats = find_category_dirs(tiny_demo)
+    seen = []
+
+    def restore_for(cat):
+        seen.append(cat.name)
+        return lambda image, sigma: image
+
+    point = frontier.score_point(cats, restore_for, "noise25", tmp_path / "p", seed=0, max_per_category=2)
+    assert seen == [c.name for c in cats]
+    rows = []
+    for cat in cats:
+        rows += evaluate(
+            cat, tmp_path / "e" / cat.name, method="model", restore_fn=lambda image, sigma: image,
+            degradation="noise25", seed=0, save_images=0, show_progress=False, max_per_category=2,
+        )["images"]  # fmt: skip
+    assert point == frontier.pooled(rows) and point["n_images"] == len(rows) > 0
+    assert "pixel_auroc" not in point
